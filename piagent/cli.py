@@ -25,7 +25,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     sim = sub.add_parser("sim", help="run the local ElevenLabs-compatible agent server")
-    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    sim.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
+    )
     sim.add_argument("--port", type=int, default=8765, help="TCP port (default %(default)s)")
     sim.add_argument("--scenario", metavar="FILE", help="YAML scenario scripting the exchange")
     sim.add_argument("--agent", metavar="FILE", help="YAML file defining the simulated agents")
@@ -49,8 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "sim":
         from piagent.sim.server import run_from_args
 
-        return run_from_args(
+        status: int = run_from_args(
             host=args.host, port=args.port, scenario_path=args.scenario, agent_path=args.agent
         )
+        return status
     parser.print_help(sys.stderr)
     return EX_USAGE

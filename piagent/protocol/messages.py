@@ -960,7 +960,9 @@ class AgentToolResponse:
     is_called: bool
     event_id: int
     is_blocked: bool = False
-    SPEC: ClassVar[_Spec] = _Spec("agent_tool_response", "agent_tool_response", _TOOL_RESPONSE_FIELDS)
+    SPEC: ClassVar[_Spec] = _Spec(
+        "agent_tool_response", "agent_tool_response", _TOOL_RESPONSE_FIELDS
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -1057,7 +1059,9 @@ class AsrInitiationMetadata:
 
     metadata: JsonObject
     SPEC: ClassVar[_Spec] = _Spec(
-        "asr_initiation_metadata", None, (_req("metadata", OBJECT, "asr_initiation_metadata_event"),)
+        "asr_initiation_metadata",
+        None,
+        (_req("metadata", OBJECT, "asr_initiation_metadata_event"),),
     )
 
 
@@ -1247,56 +1251,56 @@ ServerEvent: TypeAlias = (
 
 ERROR_EVENTS = (ErrorEvent, ClientErrorEvent, FlatErrorEvent)
 
-SERVER_EVENT_TYPES: dict[str, type[Any]] = {
-    cls.SPEC.type: cls
-    for cls in (
-        ConversationInitiationMetadata,
-        Audio,
-        AgentResponse,
-        AgentResponseCorrection,
-        AgentResponseMetadata,
-        AgentResponseComplete,
-        AgentChatResponsePart,
-        AgentReasoningResponsePart,
-        UserTranscript,
-        TentativeUserTranscript,
-        InternalTentativeAgentResponse,
-        Interruption,
-        Ping,
-        VadScore,
-        InternalTurnProbability,
-        ClientToolCall,
-        AgentToolRequest,
-        AgentToolResponse,
-        AgentToolResponseFullPayload,
-        McpToolCall,
-        McpConnectionStatus,
-        AsrInitiationMetadata,
-        ContextUsage,
-        RichContent,
-        GuardrailTriggered,
-        AgentTyping,
-        ExternalAgentConnected,
-        ExternalAgentDisconnected,
-        ErrorEvent,
-        ClientErrorEvent,
-    )
-}
 
-CLIENT_MESSAGE_TYPES: dict[str, type[Any]] = {
-    cls.SPEC.type: cls
-    for cls in (
-        ConversationInitiationClientData,
-        Pong,
-        ClientToolResult,
-        ContextualUpdate,
-        UserMessage,
-        UserActivity,
-        Feedback,
-        McpToolApprovalResult,
-        MultimodalMessage,
-    )
-}
+def _registry(*classes: type[Any]) -> dict[str, type[Any]]:
+    """Message classes by their wire ``type``."""
+    return {cls.SPEC.type: cls for cls in classes if cls.SPEC.type is not None}
+
+
+SERVER_EVENT_TYPES: dict[str, type[Any]] = _registry(
+    ConversationInitiationMetadata,
+    Audio,
+    AgentResponse,
+    AgentResponseCorrection,
+    AgentResponseMetadata,
+    AgentResponseComplete,
+    AgentChatResponsePart,
+    AgentReasoningResponsePart,
+    UserTranscript,
+    TentativeUserTranscript,
+    InternalTentativeAgentResponse,
+    Interruption,
+    Ping,
+    VadScore,
+    InternalTurnProbability,
+    ClientToolCall,
+    AgentToolRequest,
+    AgentToolResponse,
+    AgentToolResponseFullPayload,
+    McpToolCall,
+    McpConnectionStatus,
+    AsrInitiationMetadata,
+    ContextUsage,
+    RichContent,
+    GuardrailTriggered,
+    AgentTyping,
+    ExternalAgentConnected,
+    ExternalAgentDisconnected,
+    ErrorEvent,
+    ClientErrorEvent,
+)
+
+CLIENT_MESSAGE_TYPES: dict[str, type[Any]] = _registry(
+    ConversationInitiationClientData,
+    Pong,
+    ClientToolResult,
+    ContextualUpdate,
+    UserMessage,
+    UserActivity,
+    Feedback,
+    McpToolApprovalResult,
+    MultimodalMessage,
+)
 
 # --------------------------------------------------------------------------------------------
 # Entry points
