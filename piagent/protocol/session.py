@@ -636,3 +636,7 @@ __all__ = [
     "classify_ending",
     "state_diagram",
 ]
+
+
+if __name__ == "__main__":
+    print(state_diagram())
