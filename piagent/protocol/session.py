@@ -137,6 +137,9 @@ class EndReason(enum.Enum):
     PROTOCOL_ERROR = "server reported an operational error"
     SERVER_ERROR = "internal server error"
     REQUEST_ERROR = "request error"
+    SERVICE_UNAVAILABLE = "service unavailable"
+    CONNECT_FAILED = "could not connect"
+    STALLED = "connection stalled"
     CONNECTION_LOST = "connection lost"
     CLOSED_BEFORE_METADATA = "closed before the conversation started"
     QUOTA_EXCEEDED = "quota exceeded"
@@ -178,6 +181,9 @@ _RETRYABLE = frozenset(
         EndReason.PROTOCOL_ERROR,
         EndReason.SERVER_ERROR,
         EndReason.REQUEST_ERROR,
+        EndReason.SERVICE_UNAVAILABLE,
+        EndReason.CONNECT_FAILED,
+        EndReason.STALLED,
         EndReason.CONNECTION_LOST,
         EndReason.CLOSED_BEFORE_METADATA,
     }
@@ -480,6 +486,17 @@ class Session:
         )
         self._turns.pending_tools.clear()
         self._events.append(ConversationEnded(self._ending))
+
+    def drop_current_agent_turn(self) -> None:
+        """Drop the rest of the agent's current turn, as an interruption would.
+
+        For a barge-in the client detects first (a button press, a typed message): the server's
+        own ``interruption`` may follow later, and audio of the old turn arriving before it
+        must not play."""
+        turn, last = self._turns.last_agent_turn, self._turns.last_interruption
+        if turn is not None and (last is None or turn > last):
+            self._turns.last_interruption = turn
+        self._turns.streaming_turn = None
 
     def hang_up(self) -> None:
         """We end the conversation; the I/O layer then closes the socket with 1000."""

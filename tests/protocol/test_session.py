@@ -224,6 +224,25 @@ def test_interruption_with_only_a_reason_interrupts_the_current_turn() -> None:
     assert session.stats.stale_audio_chunks == 1
 
 
+def test_local_barge_in_drops_the_rest_of_the_current_turn() -> None:
+    session = active_session()
+    session.drop_current_agent_turn()  # nothing to drop yet
+    assert session.last_interruption is None
+    session.receive_text(audio(5))
+    session.drop_current_agent_turn()
+    session.receive_text(audio(5))
+    session.receive_text(encode(Interruption(event_id=5)))  # the server's, arriving later
+    session.receive_text(audio(6))
+    session.drop_current_agent_turn()
+    session.drop_current_agent_turn()  # idempotent
+    assert session.last_interruption == 6
+    assert [type(e) for e in session.events_received()] == [Audio, Interruption, Audio]
+    assert session.stats.stale_audio_chunks == 1
+    session.receive_close(None)
+    assert session.ending is not None
+    assert session.ending.cut_turn is None
+
+
 # --- pings ----------------------------------------------------------------------------------
 
 
