@@ -65,13 +65,13 @@ _ULAW_DECODE = _build_ulaw_decode_table()
 
 def to_int16(samples: npt.ArrayLike) -> Samples:
     """Round and clip any numeric samples (int16 full scale) to int16."""
-    array = np.asarray(samples)
+    array: npt.NDArray[np.generic] = np.asarray(samples)
     if array.dtype == np.int16:
-        same: Samples = array
-        return same
+        return array.astype(np.int16, copy=False)
     if np.issubdtype(array.dtype, np.floating):
         array = np.rint(array)
-    return np.clip(array, -32768, 32767).astype(np.int16)
+    clipped: npt.NDArray[np.generic] = np.clip(array, -32768, 32767)
+    return clipped.astype(np.int16)
 
 
 def decode_pcm16(data: bytes) -> Samples:
