@@ -467,15 +467,19 @@ class Session:
         if self._accept(event):
             self._events.append(event)
 
-    def receive_close(self, code: int | None, reason: str = "") -> None:
+    def receive_close(
+        self, code: int | None, reason: str = "", *, lost: EndReason | None = None
+    ) -> None:
         """The socket closed (``code`` None when no close frame was received).
 
-        Emits ``ConversationEnded`` once; later calls do nothing."""
+        ``lost`` names what the I/O layer saw when the connection died without a close frame
+        (``STALLED`` after unanswered WebSocket pings, for instance). Emits
+        ``ConversationEnded`` once; later calls do nothing."""
         if self._state is SessionState.CLOSED:
             return
         before_metadata = self._metadata is None
         self._transition(Trigger.CLOSED)
-        self._ending = classify_ending(
+        ending = classify_ending(
             code,
             reason,
             error=self._error,
@@ -484,6 +488,9 @@ class Session:
             before_metadata=before_metadata,
             cut_turn=self._turns.streaming_turn,
         )
+        if code is None and lost is not None and ending.reason is EndReason.CONNECTION_LOST:
+            ending = Ending(lost, None, reason, before_metadata, ending.cut_turn)
+        self._ending = ending
         self._turns.pending_tools.clear()
         self._events.append(ConversationEnded(self._ending))
 

@@ -534,6 +534,19 @@ def test_a_turn_cut_off_midway_is_reported() -> None:
     assert session.ending.reason is EndReason.CONNECTION_LOST
 
 
+def test_the_io_layer_names_a_silent_loss() -> None:
+    session = active_session()
+    session.receive_close(None, "no answer to WebSocket pings", lost=EndReason.STALLED)
+    assert session.ending is not None
+    assert session.ending.reason is EndReason.STALLED
+    assert session.ending.retryable
+    hung = active_session()
+    hung.hang_up()
+    hung.receive_close(None, lost=EndReason.STALLED)  # our own hang-up still wins
+    assert hung.ending is not None
+    assert hung.ending.reason is EndReason.CLIENT_HANGUP
+
+
 def test_finished_turns_are_not_reported_as_cut() -> None:
     session = active_session()
     session.receive_text(audio(12))
