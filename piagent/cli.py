@@ -32,6 +32,14 @@ def _build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--scenario", metavar="FILE", help="YAML scenario scripting the exchange")
     sim.add_argument("--agent", metavar="FILE", help="YAML file defining the simulated agents")
     sim.add_argument("--verbose", "-v", action="store_true", help="log at DEBUG level")
+
+    check = sub.add_parser("check-config", help="validate a config file (exit 78 if invalid)")
+    check.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="default: $PIAGENT_CONFIG or /etc/piagent/config.yaml",
+    )
     return parser
 
 
@@ -55,5 +63,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host, port=args.port, scenario_path=args.scenario, agent_path=args.agent
         )
         return status
+    if args.command == "check-config":
+        return _check_config(args.path)
     parser.print_help(sys.stderr)
     return EX_USAGE
+
+
+def _check_config(path: str | None) -> int:
+    """``piagent check-config``: ``PATH: OK``, or one stderr line per problem and EX_CONFIG."""
+    from piagent.config import check_config, config_path
+    from piagent.errors import ConfigError, ConfigProblems
+
+    source = config_path(path)
+    try:
+        check_config(source)
+    except ConfigProblems as exc:
+        print("\n".join(exc.lines()), file=sys.stderr)
+        return EX_CONFIG
+    except ConfigError as exc:
+        print(f"{source}: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    print(f"{source}: OK")
+    return EX_OK

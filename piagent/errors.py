@@ -2,6 +2,7 @@
 
     PiagentError
     ├── ConfigError            a config file or value is wrong; names the key path (exit 78)
+    │   └── ConfigProblems     every problem found in one file, each a ConfigError
     ├── ProtocolError          the agent WebSocket protocol was broken
     │   ├── RemoteProtocolError    the peer sent something malformed (logged, message skipped)
     │   └── LocalProtocolError     our own code asked for something the protocol forbids now
@@ -12,6 +13,8 @@ so the protocol core can use it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class PiagentError(Exception):
@@ -25,6 +28,23 @@ class ConfigError(PiagentError):
         super().__init__(f"{key_path}: {message}" if key_path else message)
         self.key_path = key_path
         self.message = message
+
+
+class ConfigProblems(ConfigError):
+    """Every problem found in one config file at once: ``problems``, each a ConfigError.
+
+    A ConfigError itself, so whatever maps ConfigError to exit status 78 covers it; its message
+    is one line per problem, ``source: key.path: message``.
+    """
+
+    def __init__(self, source: str, problems: Sequence[ConfigError]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        super().__init__("", "\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        """One line per problem, prefixed with the file: ``source: key.path: message``."""
+        return [f"{self.source}: {problem}" for problem in self.problems]
 
 
 class ProtocolError(PiagentError):
