@@ -56,14 +56,26 @@ LED_MODES: Final[tuple[LedMode, ...]] = ("solid", "blink", "pulse", "off")
 LOG_LEVELS: Final[tuple[LogLevel, ...]] = ("debug", "info", "warning", "error")
 # The device states the LEDs show (``piagent ctl status``'s ``state``).
 LED_STATES: Final = (
-    *("booting", "ready", "connecting", "listening", "thinking"),
-    *("speaking", "muted", "offline", "error"),
+    "booting",
+    "ready",
+    "connecting",
+    "listening",
+    "thinking",
+    "speaking",
+    "muted",
+    "offline",
+    "error",
 )
 BUILTIN_TOOLS: Final = ("current_time", "set_volume", "hang_up", "set_led")
 # LED names that ``gpio.leds.pins`` accepts, per kind.
 LED_PIN_NAMES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
-    {"single": ("led",), "pwm": ("led",), "rgb": ("red", "green", "blue")}
-    | {"per_state": LED_STATES, "none": ()}
+    {
+        "single": ("led",),
+        "pwm": ("led",),
+        "rgb": ("red", "green", "blue"),
+        "per_state": LED_STATES,
+        "none": (),
+    }
 )
 MAX_BCM_PIN: Final = 27
 
@@ -96,8 +108,9 @@ class Secret:
         return repr(self)
 
 
-def _frozen(data: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(data or {}))
+def _frozen() -> Mapping[str, Any]:
+    """An empty read-only mapping (the default of mapping fields)."""
+    return MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
