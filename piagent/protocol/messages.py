@@ -21,6 +21,7 @@ import base64
 import binascii
 import enum
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias
@@ -183,7 +184,19 @@ def _is_number(raw: Any) -> bool:
 
 STR = _checked("string", lambda raw: isinstance(raw, str), _identity)
 INT = _checked("integer", _is_int, _identity)
-NUMBER = _checked("number", _is_number, float)
+
+
+def _decode_number(raw: Any, path: str) -> float:
+    if not _is_number(raw):
+        raise _fail(path, "number", raw)
+    try:
+        return float(raw)
+    except OverflowError:
+        # JSON integers are unbounded; one too large for a float must not escape as OverflowError.
+        raise RemoteProtocolError(f"{path}: number out of range") from None
+
+
+NUMBER = _Codec(_decode_number, _identity)
 BOOL = _checked("boolean", lambda raw: isinstance(raw, bool), _identity)
 OBJECT = _checked("object", lambda raw: isinstance(raw, dict), dict)
 ANY = _Codec(lambda raw, path: raw, _identity)
@@ -234,13 +247,17 @@ _REQUIRED: Any = object()
 
 @dataclass(frozen=True, slots=True)
 class _Field:
-    """One attribute: its wire key, codec, default (``_REQUIRED`` if none) and nullability."""
+    """One attribute: its wire key, codec, default (``_REQUIRED`` if none) and nullability.
+
+    ``send_default``: encode the field even at its default, for fields the spec requires on the
+    wire although readers may assume the default when it is missing."""
 
     attr: str
     key: str
     codec: _Codec
     default: Any = _REQUIRED
     nullable: bool = False
+    send_default: bool = False
 
 
 def _req(attr: str, codec: _Codec, key: str | None = None, *, nullable: bool = False) -> _Field:
@@ -285,7 +302,7 @@ def _encode_fields(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in obj.SPEC.fields:
         value = getattr(obj, f.attr)
-        if f.default is not _REQUIRED and value == f.default:
+        if f.default is not _REQUIRED and value == f.default and not f.send_default:
             continue  # unset optional field: omitted, never sent empty (protocol.md §3.2)
         encoded = None if value is None else f.codec.encode(value)
         if f.codec.drop_empty and encoded == {}:
@@ -1036,7 +1053,8 @@ class McpIntegration:
             _req("integration_id", STR),
             _req("integration_type", STR),
             _req("is_connected", BOOL),
-            _Field("tool_count", "tool_count", INT, default=0),
+            # AA-pkg requires tool_count (default 0): accept it missing, always send it.
+            _Field("tool_count", "tool_count", INT, default=0, send_default=True),
         ),
     )
 
@@ -1310,9 +1328,17 @@ def _reject_constant(name: str) -> Any:
     raise RemoteProtocolError(f"invalid JSON number {name}")
 
 
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        # json would turn 1e400 into inf, which is no more JSON than Infinity is.
+        raise RemoteProtocolError(f"JSON number out of range: {text[:40]}")
+    return value
+
+
 def _load_object(text: str | bytes) -> dict[str, Any]:
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float)
     except (ValueError, RecursionError) as exc:
         # JSONDecodeError and UnicodeDecodeError are ValueErrors; deep nesting is RecursionError.
         raise RemoteProtocolError(f"not valid JSON: {exc}") from exc
