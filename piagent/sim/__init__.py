@@ -1,0 +1,15 @@
+"""The local ElevenLabs-compatible agent (``piagent sim``): the server side of protocol.md.
+
+Used by the test suite and by ``piagent demo``; it never talks to the network beyond its own
+listening socket. Modules:
+
+* ``agent``: agent definitions (frozen dataclasses) and the agent-file loader
+* ``scenario``: the YAML scenario format that scripts an exchange step by step
+* ``overrides``: override permissions, dynamic variables and the settings they produce
+* ``vad``: the energy-based end-of-turn detector fed with user audio
+* ``voice``: deterministic speech-like audio for text answers, and the premade voice list
+* ``turns``: one agent turn cut into paced, aligned audio chunks
+* ``conversation``: the per-connection conversation (one TaskGroup per connection)
+* ``http``: the plain-HTTP endpoints (signed URLs, voices)
+* ``server``: ``SimServer`` and ``run_from_args`` for the CLI
+"""

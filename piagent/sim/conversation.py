@@ -1,0 +1,739 @@
+"""One simulated conversation: everything the agent does on one accepted WebSocket.
+
+Owns ``Conversation``, run once per connection by the server. It opens one ``TaskGroup`` with
+five tasks and nothing else:
+
+* ``_receive``: reads frames, parses them with ``parse_client`` (malformed: close 1008
+  ``invalid_message``), records them, feeds user audio to the VAD, sends ``vad_score`` and
+  ``user_transcript``, performs interruptions, and queues user turns (bounded queue);
+* ``_drive``: initiation data, overrides, metadata, the first message, the scenario steps,
+  then the parrot; it is the only task that starts agent turns;
+* ``_send_pings``: ``ping`` every ``ping_interval`` with the last measured round trip;
+* ``_watch_timers``: max duration and the no-input timeout;
+* ``_watch_shutdown``: ends the conversation when the server stops.
+
+A task ends the conversation by raising ``_End`` with an ``Ending`` (what to say, which events
+to send, which close code); the group cancels the others and ``run`` carries the ending out
+after the group is gone, so endings never race with the tasks. Every frame goes out through
+``_send_text``, which a stall holds back (protocol.md §12 fault injection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import count
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from piagent.audio.codecs import decode_audio
+from piagent.errors import RemoteProtocolError
+from piagent.protocol.messages import (
+    AgentChatResponsePart,
+    AgentResponse,
+    AgentResponseCorrection,
+    AgentToolResponse,
+    Audio,
+    ClientMessage,
+    ClientToolCall,
+    ClientToolResult,
+    ContextualUpdate,
+    ConversationInitiationClientData,
+    ConversationInitiationMetadata,
+    ErrorEvent,
+    Feedback,
+    Interruption,
+    McpToolApprovalResult,
+    MultimodalMessage,
+    Ping,
+    Pong,
+    ServerEvent,
+    UnknownMessage,
+    UserActivity,
+    UserAudioChunk,
+    UserMessage,
+    UserTranscript,
+    VadScore,
+    encode,
+    parse_client,
+)
+from piagent.sim.agent import AgentDefinition
+from piagent.sim.overrides import SessionSettings, raw_object, resolve_session
+from piagent.sim.record import ConversationRecord
+from piagent.sim.scenario import (
+    AgentSay,
+    CloseStep,
+    EndCall,
+    ExpectUserTurn,
+    MaxDuration,
+    Scenario,
+    SendJson,
+    SendOversize,
+    SendText,
+    Sleep,
+    Stall,
+    Step,
+    ToolCallStep,
+)
+from piagent.sim.turns import AgentTurn, build_turn, resample, text_deltas
+from piagent.sim.vad import EnergyVad, SpeechEnded, SpeechStarted, VadLevel
+from piagent.sim.voice import even_alignment, synthesize
+
+__all__ = ["Conversation", "Ending", "close_info"]
+
+logger = logging.getLogger(__name__)
+
+USER_TURN_QUEUE = 8  # user turns waiting for an answer; when full the oldest is dropped
+FINISH_TIMEOUT = 30.0  # the ending (a spoken message, events, the close) gets this long
+
+# Optional server events and the client_events name that enables each (protocol.md §4.3).
+_OPTIONAL: dict[type[Any], str] = {
+    Audio: "audio",
+    AgentResponse: "agent_response",
+    AgentResponseCorrection: "agent_response_correction",
+    AgentChatResponsePart: "agent_chat_response_part",
+    UserTranscript: "user_transcript",
+    VadScore: "vad_score",
+    Interruption: "interruption",
+    Ping: "ping",
+    ClientToolCall: "client_tool_call",
+    AgentToolResponse: "agent_tool_response",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How a conversation ends: optional words and events, then a close.
+
+    ``code`` None means the client is already gone: nothing is sent."""
+
+    code: int | None
+    reason: str = ""
+    events: tuple[ServerEvent, ...] = ()
+    speak: str = ""
+
+
+class _End(Exception):
+    """Raised by a task to end the conversation; carries the ``Ending``."""
+
+    def __init__(self, ending: Ending) -> None:
+        super().__init__(ending.reason)
+        self.ending = ending
+
+
+@dataclass(frozen=True, slots=True)
+class _UserTurn:
+    """A finished user turn waiting for an answer. ``reply_id`` is reserved for the answer so
+    that transcript and reply carry consecutive ids (protocol.md §4.1: 42, then 43)."""
+
+    transcript_id: int
+    reply_id: int
+    speech: SpeechEnded | None = None
+    text: str | None = None
+
+
+def close_info(ws: ServerConnection) -> tuple[int, str]:
+    """How a closed socket ended: the close frame of whichever side closed first, else 1006."""
+    protocol = ws.protocol
+    if protocol.close_sent is not None and not protocol.close_rcvd_then_sent:
+        return protocol.close_sent.code, protocol.close_sent.reason
+    if protocol.close_rcvd is not None:
+        return protocol.close_rcvd.code, protocol.close_rcvd.reason
+    return 1006, ""
+
+
+def _invalid(detail: str) -> Ending:
+    """Close 1008 on a malformed or forbidden client frame: the real server is strict."""
+    reason = f"Invalid message: {detail}"
+    if len(reason.encode()) > 123:
+        reason = reason.encode()[:120].decode(errors="ignore") + "..."
+    return Ending(
+        1008, reason, (ErrorEvent(1008, detail, "invalid_message", "Invalid message received"),)
+    )
+
+
+class Conversation:
+    """The agent's side of one connection; ``await run()`` returns when it is closed."""
+
+    def __init__(
+        self,
+        ws: ServerConnection,
+        agent: AgentDefinition,
+        scenario: Scenario | None,
+        record: ConversationRecord,
+        *,
+        record_traffic: bool = True,
+    ) -> None:
+        self.ws = ws
+        self._record_traffic = record_traffic
+        self.agent = agent
+        self.scenario = scenario
+        self.record = record
+        self.conversation_id = f"conv_{secrets.token_hex(12)}"
+        self._loop = asyncio.get_running_loop()
+        self._ids = count(1)
+        self._unstalled = asyncio.Event()
+        self._unstalled.set()
+        self._shutdown = asyncio.Event()
+        self._initiated = asyncio.Event()
+        self._initiation: tuple[ConversationInitiationClientData, str] | None = None
+        self._metadata_sent = asyncio.Event()
+        self._turns: asyncio.Queue[_UserTurn] = asyncio.Queue(USER_TURN_QUEUE)
+        self._speaking: AgentTurn | None = None
+        self._barge_in = asyncio.Event()
+        self._pending_tools: dict[str, asyncio.Future[ClientToolResult]] = {}
+        self._pings: dict[int, float] = {}  # unanswered ping event id -> time sent
+        self._missed_in_row = 0
+        self._last_rtt_ms: int | None = None
+        self._reply_id: int | None = None
+        now = self._loop.time()
+        self._started = self._last_input = self._last_activity = now
+        self.settings = SessionSettings(
+            agent.first_message,
+            agent.prompt,
+            agent.language,
+            agent.voice_id,
+            agent.text_only,
+            agent.max_conversation_duration_message,
+        )
+        self._vad = EnergyVad(
+            agent.input_format.sample_rate,
+            threshold_db=agent.vad_threshold_db,
+            min_speech_ms=agent.min_speech_ms,
+            end_silence_ms=agent.turn_end_silence_ms,
+            score_interval_ms=agent.vad_score_interval_ms,
+            max_utterance_ms=agent.max_utterance_ms,
+        )
+
+    def request_shutdown(self) -> None:
+        """End the conversation (close 1001) because the server is stopping."""
+        self._shutdown.set()
+
+    async def run(self) -> None:
+        """Hold the conversation until it ends, then close the socket and the record."""
+        ending: Ending | None = None
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._receive())
+                group.create_task(self._drive())
+                group.create_task(self._send_pings())
+                group.create_task(self._watch_timers())
+                group.create_task(self._watch_shutdown())
+        except* _End as ended:
+            first = ended.exceptions[0]
+            assert isinstance(first, _End)
+            ending = first.ending
+        except* ConnectionClosed:
+            ending = Ending(None)
+        except* Exception as failed:
+            logger.error("conversation %s failed", self.conversation_id, exc_info=failed)
+            self.record.failure = f"internal error: {failed.exceptions[0]!r}"
+            event = ErrorEvent(1011, "Internal error", "unknown_websocket_crash")
+            ending = Ending(1011, "Internal error", (event,))
+        await self._finish(ending or Ending(None))
+
+    # ----------------------------------------------------------------------------------------
+    # Sending
+
+    async def _send_text(self, text: str) -> None:
+        await self._unstalled.wait()
+        if self._record_traffic:
+            self.record.sent.append(text)
+        await self.ws.send(text)
+
+    async def _emit(self, event: ServerEvent) -> None:
+        """Send ``event`` unless it is an optional event the agent's client_events omit."""
+        name = _OPTIONAL.get(type(event))
+        if name is None or self.agent.sends(name):
+            await self._send_text(encode(event))
+
+    async def _finish(self, ending: Ending) -> None:
+        if ending.code is not None:
+            self._unstalled.set()
+            try:
+                async with asyncio.timeout(FINISH_TIMEOUT):
+                    if ending.speak:
+                        await self._play(self._prepare(ending.speak, next(self._ids)))
+                    for event in ending.events:
+                        await self._emit(event)
+                await self.ws.close(ending.code, ending.reason)
+            except (ConnectionClosed, TimeoutError):
+                pass
+            logger.info(
+                "conversation %s closed by the agent: %d %s",
+                self.conversation_id,
+                ending.code,
+                ending.reason,
+            )
+        await self.ws.wait_closed()
+        self.record.mark_closed(*close_info(self.ws))
+
+    # ----------------------------------------------------------------------------------------
+    # Receiving
+
+    async def _receive(self) -> None:
+        while True:
+            try:
+                frame = await self.ws.recv()
+            except ConnectionClosed:
+                raise _End(Ending(None)) from None
+            await self._unstalled.wait()  # a frame read just before a stall waits it out
+            if isinstance(frame, bytes):
+                raise _End(_invalid("binary frames are not part of the protocol"))
+            try:
+                message = parse_client(frame)
+            except RemoteProtocolError as exc:
+                logger.warning("conversation %s: malformed frame: %s", self.conversation_id, exc)
+                raise _End(_invalid(str(exc))) from None
+            if not isinstance(message, UserAudioChunk):
+                self.record.received.append(message)
+            if not self._initiated.is_set():
+                if isinstance(message, ConversationInitiationClientData):
+                    self._initiation = (message, frame)
+                    self._initiated.set()
+                    continue
+                if self.agent.strict_initiation:
+                    raise _End(_invalid("expected conversation_initiation_client_data first"))
+                self._initiated.set()  # no overrides
+            await self._metadata_sent.wait()  # nothing is answered before the metadata
+            await self._dispatch(message)
+
+    async def _dispatch(self, message: ClientMessage | UnknownMessage) -> None:
+        now = self._loop.time()
+        match message:
+            case UserAudioChunk():
+                await self._receive_audio(message.audio, now)
+            case Pong(event_id=event_id):
+                self._receive_pong(event_id, now)
+            case UserMessage(text=text):
+                await self._receive_user_text(text or "", now)
+            case MultimodalMessage(text=text):
+                await self._receive_user_text(text or "", now)
+            case ContextualUpdate():
+                self.record.contextual_updates.append(message)
+                self.record.context[message.context_id] = message.text
+            case UserActivity():
+                self.record.user_activity += 1
+                self._last_activity = now
+            case Feedback(event_id=event_id):
+                if event_id in self.record.agent_turns:
+                    self.record.feedback.append(message)
+                elif self.agent.strict_messages:
+                    raise _End(_invalid(f"feedback names no agent turn: event_id {event_id}"))
+                else:
+                    logger.warning("feedback for event_id %d, not an agent turn", event_id)
+            case ClientToolResult(tool_call_id=call_id):
+                self.record.tool_results.append(message)
+                waiter = self._pending_tools.get(call_id)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(message)
+                else:
+                    logger.warning("client_tool_result for unknown tool_call_id %r", call_id)
+            case McpToolApprovalResult():
+                self.record.mcp_approvals.append(message)
+            case ConversationInitiationClientData():
+                logger.warning("conversation_initiation_client_data after the start: ignored")
+            case UnknownMessage(type=kind):
+                if self.agent.strict_messages:
+                    raise _End(_invalid(f"unknown message type {kind!r}"))
+                logger.info("ignoring client message of unknown type %r", kind)
+
+    async def _receive_audio(self, audio: bytes, now: float) -> None:
+        self.record.audio_chunks += 1
+        if self._record_traffic:
+            self.record.user_audio.extend(audio)
+        self._last_input = now
+        if self.settings.text_only:
+            return  # chat mode: no audio is processed (protocol.md §3.2, D-chat)
+        try:
+            samples = decode_audio(audio, self.agent.input_format)
+        except ValueError as exc:
+            raise _End(_invalid(f"user_audio_chunk: {exc}")) from None
+        for event in self._vad.feed(samples):
+            match event:
+                case SpeechStarted():
+                    self._last_activity = now
+                    await self._interrupt(now)
+                case VadLevel(score=score):
+                    await self._emit(VadScore(score))
+                case SpeechEnded(duration_s=seconds):
+                    transcript = f"({seconds:.1f} s of speech)"
+                    await self._queue_user_turn(transcript, now, speech=event)
+
+    async def _receive_user_text(self, text: str, now: float) -> None:
+        self._last_input = now
+        await self._interrupt(now)
+        await self._queue_user_turn(text, now, text=text, echo=self.agent.echo_user_message)
+
+    async def _queue_user_turn(
+        self,
+        transcript: str,
+        now: float,
+        *,
+        speech: SpeechEnded | None = None,
+        text: str | None = None,
+        echo: bool = True,
+    ) -> None:
+        turn = _UserTurn(next(self._ids), next(self._ids), speech, text)
+        self._last_activity = now
+        self.record.user_transcripts.append(transcript)
+        if echo:
+            await self._emit(UserTranscript(transcript, turn.transcript_id))
+        if self._turns.full():
+            dropped = self._turns.get_nowait()
+            logger.warning("user turn %d dropped: too many unanswered", dropped.transcript_id)
+        self._turns.put_nowait(turn)
+
+    def _receive_pong(self, event_id: int, now: float) -> None:
+        self.record.pongs.append(event_id)
+        sent = self._pings.pop(event_id, None)
+        if sent is None:
+            logger.info("pong for unknown or already answered ping %d", event_id)
+            return
+        self._last_rtt_ms = round((now - sent) * 1000)
+        self.record.ping_rtts_ms.append(self._last_rtt_ms)
+        self._missed_in_row = 0
+
+    async def _interrupt(self, now: float) -> None:
+        """User speech during agent playback (protocol.md §5): ``interruption`` with the
+        turn's id, the correction, then a few stale chunks the client must drop."""
+        turn = self._speaking
+        if turn is None or not turn.is_playing(now) or not self.agent.sends("interruption"):
+            return
+        turn.interrupted_at = now
+        self._speaking = None
+        self._barge_in.set()
+        self.record.interruptions.append(turn.event_id)
+        spoken = turn.spoken_text(now)
+        logger.info("turn %d interrupted after %r", turn.event_id, spoken)
+        await self._emit(Interruption(event_id=turn.event_id))
+        await self._emit(AgentResponseCorrection(turn.text, spoken, turn.event_id))
+        for data, alignment in turn.stale_chunks(self.agent.stale_chunks):
+            await self._emit(Audio(data, turn.event_id, alignment))
+
+    # ----------------------------------------------------------------------------------------
+    # The agent's side
+
+    async def _drive(self) -> None:
+        fault = self.agent.fault_close
+        if fault is not None and fault.at == "connect":
+            raise _End(Ending(fault.code, fault.reason))
+        await self._start_session()
+        if fault is not None and fault.at in ("initiation", "metadata"):
+            raise _End(Ending(fault.code, fault.reason))
+        if self.settings.first_message:
+            stop_after = 1 if fault is not None and fault.at == "first_audio" else None
+            await self._say(self.settings.first_message, stop_after_chunks=stop_after)
+        if fault is not None and fault.at == "first_audio":
+            raise _End(Ending(fault.code, fault.reason))
+        if self.scenario is not None:
+            await self._run_steps(self.scenario.steps)
+        await self._parrot()
+
+    async def _start_session(self) -> None:
+        """Initiation data (or its absence), overrides, ``conversation_initiation_metadata``."""
+        fault = self.agent.fault_close
+        try:
+            async with asyncio.timeout(self.agent.initiation_timeout):
+                await self._initiated.wait()
+        except TimeoutError:
+            logger.info("no conversation_initiation_client_data: starting without overrides")
+            self._initiated.set()
+        initiation, frame = self._initiation or (None, "")
+        self.record.initiation = initiation
+        system = {
+            "system__agent_id": self.agent.agent_id,
+            "system__conversation_id": self.conversation_id,
+            "system__time_utc": "1970-01-01T00:00:00Z",
+            "system__call_duration_secs": 0,
+        }
+        raw = raw_object(frame) if initiation is not None else None
+        self.settings, problem = resolve_session(self.agent, initiation, raw, system)
+        self.record.settings = self.settings
+        if fault is not None and fault.at == "initiation":
+            raise _End(Ending(fault.code, fault.reason))
+        rejection = None
+        if problem is not None:
+            logger.info("refusing conversation: %s", problem.reason)
+            error = ErrorEvent(problem.code, problem.message, problem.error_type, problem.reason)
+            rejection = Ending(problem.code, problem.reason, (error,))
+            if self.agent.reject_before_metadata:
+                raise _End(rejection)
+        if self.agent.metadata_delay:
+            await asyncio.sleep(self.agent.metadata_delay)
+        metadata = ConversationInitiationMetadata(
+            self.conversation_id, self.agent.output_format, self.agent.input_format
+        )
+        await self._send_text(encode(metadata))
+        self.record.conversation_id = self.conversation_id
+        self._started = self._last_input = self._last_activity = self._loop.time()
+        self._metadata_sent.set()
+        if rejection is not None:
+            raise _End(rejection)  # observed: metadata first, then the close (§2)
+
+    def _prepare(self, text: str, event_id: int) -> AgentTurn:
+        """A spoken turn for ``text`` (text only in chat mode)."""
+        fmt = self.agent.output_format
+        if self.settings.text_only:
+            return build_turn(event_id, text, None, fmt, self.agent.audio_chunk_ms, (), ())
+        speech = synthesize(text, fmt.sample_rate, self.settings.voice_id, self.settings.speed)
+        return build_turn(
+            event_id,
+            text,
+            speech.samples,
+            fmt,
+            self.agent.audio_chunk_ms,
+            speech.char_starts_ms,
+            speech.char_durations_ms,
+        )
+
+    def _prepare_replay(self, speech: SpeechEnded, text: str, event_id: int) -> AgentTurn:
+        """The parrot's answer: the user's own audio, at the output rate, with ``text``."""
+        fmt = self.agent.output_format
+        if self.settings.text_only:
+            return build_turn(event_id, text, None, fmt, self.agent.audio_chunk_ms, (), ())
+        samples = resample(speech.samples, speech.rate, fmt.sample_rate)
+        starts, durations = even_alignment(text, round(speech.duration_s * 1000))
+        return build_turn(
+            event_id, text, samples, fmt, self.agent.audio_chunk_ms, starts, durations
+        )
+
+    def _take_reply_id(self) -> int:
+        reply_id, self._reply_id = self._reply_id, None
+        return reply_id if reply_id is not None else next(self._ids)
+
+    async def _say(self, text: str, *, stop_after_chunks: int | None = None) -> None:
+        await self._play(self._prepare(text, self._take_reply_id()), stop_after_chunks)
+
+    async def _play(self, turn: AgentTurn, stop_after_chunks: int | None = None) -> None:
+        """Send one agent turn: text parts, paced audio chunks and ``agent_response``, and
+        return when the client has played it (or when the user interrupted it)."""
+        event_id = turn.event_id
+        self.record.agent_turns[event_id] = turn.text
+        await self._emit(AgentChatResponsePart("", "start", event_id))
+        for delta in text_deltas(turn.text):
+            await self._emit(AgentChatResponsePart(delta, "delta", event_id))
+        await self._emit(AgentChatResponsePart("", "stop", event_id))
+        order = self.agent.agent_response_order
+        if not turn.has_audio or order == "before_audio":
+            await self._emit(AgentResponse(turn.text, event_id))
+        if not turn.has_audio:
+            return
+        self._speaking, self._barge_in = turn, asyncio.Event()
+        try:
+            turn.started_at = self._loop.time()
+            last = len(turn.chunks) - 1
+            for index, (data, alignment) in enumerate(
+                zip(turn.chunks, turn.alignments, strict=True)
+            ):
+                if await self._wait_for_barge_in(turn, turn.due_at(index, self.agent.audio_pace)):
+                    return
+                await self._emit(Audio(data, event_id, alignment, is_final=index == last))
+                turn.sent = index + 1
+                if turn.interrupted_at is None and index == 0 and order == "after_first_audio":
+                    await self._emit(AgentResponse(turn.text, event_id))
+                if stop_after_chunks is not None and turn.sent >= stop_after_chunks:
+                    return
+            if turn.interrupted_at is None and order == "after_audio":
+                await self._emit(AgentResponse(turn.text, event_id))
+            end = turn.playback_end
+            assert end is not None
+            await self._wait_for_barge_in(turn, end)
+        finally:
+            if self._speaking is turn:
+                self._speaking = None
+            self._last_activity = self._loop.time()
+
+    async def _wait_for_barge_in(self, turn: AgentTurn, deadline: float) -> bool:
+        """Wait until ``deadline`` (loop time); True if the turn was interrupted first."""
+        if turn.interrupted_at is not None:
+            return True
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._barge_in.wait()
+        except TimeoutError:
+            return turn.interrupted_at is not None
+        return True
+
+    async def _parrot(self) -> None:
+        """After the scenario: answer every user turn by repeating it."""
+        while True:
+            turn = await self._wait_for_user_turn()
+            if turn is None:
+                await self._say(self.agent.turn_timeout_message)
+                continue
+            self._reply_id = turn.reply_id
+            if turn.speech is not None:
+                seconds = turn.speech.duration_s
+                text = f"You said {seconds:.1f} seconds of audio."
+                await self._play(self._prepare_replay(turn.speech, text, self._take_reply_id()))
+            else:
+                await self._say(f"You wrote: {turn.text}")
+
+    async def _wait_for_user_turn(self) -> _UserTurn | None:
+        """The next user turn; None when ``turn_timeout`` passed with no sign of the user
+        (speech, a user message or ``user_activity`` all count)."""
+        timeout = self.agent.turn_timeout
+        if timeout is None:
+            return await self._turns.get()
+        while True:
+            try:
+                async with asyncio.timeout_at(self._last_activity + timeout):
+                    return await self._turns.get()
+            except TimeoutError:
+                now = self._loop.time()
+                if self._vad.in_speech:
+                    self._last_activity = now
+                elif now >= self._last_activity + timeout:
+                    self._last_activity = now
+                    return None
+
+    # ----------------------------------------------------------------------------------------
+    # Scenario steps
+
+    async def _run_steps(self, steps: Sequence[Step]) -> None:
+        for index, step in enumerate(steps):
+            logger.debug("scenario step %d: %s", index, step)
+            match step:
+                case ExpectUserTurn(timeout=timeout):
+                    try:
+                        async with asyncio.timeout(timeout):
+                            turn = await self._turns.get()
+                    except TimeoutError:
+                        self.record.failure = f"steps[{index}]: no user turn within {timeout} s"
+                        logger.error("scenario failed: %s", self.record.failure)
+                        raise _End(Ending(1011, "scenario timeout")) from None
+                    self._reply_id = turn.reply_id
+                case AgentSay(text=text):
+                    await self._say(text)
+                case ToolCallStep():
+                    await self._call_tool(step)
+                case SendJson(data=data):
+                    await self._send_text(encode(UnknownMessage(str(data.get("type")), data)))
+                case SendText(text=text):
+                    await self._send_text(text)
+                case SendOversize(size=size):
+                    await self._send_oversize(size)
+                case Sleep(seconds=seconds):
+                    await asyncio.sleep(seconds)
+                case Stall(seconds=seconds):
+                    await self._stall(seconds)
+                case CloseStep(code=code, reason=reason):
+                    raise _End(Ending(code, reason))
+                case EndCall():
+                    call_id = f"end_call_{secrets.token_hex(6)}"
+                    event = AgentToolResponse(
+                        "end_call", call_id, "system", False, True, next(self._ids)
+                    )
+                    raise _End(Ending(1000, "end_call", (event,)))
+                case MaxDuration():
+                    raise _End(self._max_duration_ending())
+
+    async def _call_tool(self, step: ToolCallStep) -> None:
+        call_id = f"toolu_{secrets.token_hex(8)}"
+        call = ClientToolCall(
+            step.name, call_id, dict(step.parameters), next(self._ids), step.expects_response
+        )
+        if not step.expects_response:
+            await self._emit(call)
+            return
+        waiter: asyncio.Future[ClientToolResult] = self._loop.create_future()
+        self._pending_tools[call_id] = waiter
+        try:
+            await self._emit(call)
+            async with asyncio.timeout(step.timeout or self.agent.response_timeout_secs):
+                result = await waiter
+            logger.info("tool %s answered: %r", step.name, result.result)
+        except TimeoutError:
+            self.record.tool_timeouts.append(call_id)
+            logger.warning("tool %s (%s) did not answer in time", step.name, call_id)
+            await self._say(f"Sorry, the {step.name} tool did not respond in time.")
+        finally:
+            del self._pending_tools[call_id]
+
+    async def _send_oversize(self, size: int) -> None:
+        """An ``audio`` event of at least ``size`` bytes (base64 grows 3 bytes into 4)."""
+        fmt = self.agent.output_format
+        samples = -(-size * 3 // 4) // fmt.bytes_per_sample + 1
+        data = bytes([fmt.silence_byte]) * (samples * fmt.bytes_per_sample)
+        await self._send_text(encode(Audio(data, next(self._ids))))
+
+    async def _stall(self, seconds: float) -> None:
+        """Stop reading (so WebSocket pings go unanswered too) and writing for ``seconds``."""
+        transport = self.ws.transport
+        self._unstalled.clear()
+        transport.pause_reading()
+        logger.info("stalling for %.1f s", seconds)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            if not transport.is_closing():
+                transport.resume_reading()
+            self._unstalled.set()
+
+    # ----------------------------------------------------------------------------------------
+    # Pings and timers
+
+    async def _send_pings(self) -> None:
+        """``ping`` every ``ping_interval`` s; ``ping_ms`` is the last measured round trip."""
+        interval = self.agent.ping_interval
+        if interval is None or not self.agent.sends("ping"):
+            return
+        await self._metadata_sent.wait()
+        while True:
+            await asyncio.sleep(interval)
+            if self._pings:
+                self.record.pongs_missed += 1
+                self._missed_in_row += 1
+                limit = self.agent.max_missed_pongs
+                if limit is not None and self._missed_in_row >= limit:
+                    raise _End(Ending(1002, "Ping timeout"))
+            event_id = next(self._ids)
+            if self._last_rtt_ms is None:
+                # The model omits an unset ping_ms; the service sends an explicit null (§4).
+                ping_event = {"event_id": event_id, "ping_ms": None}
+                frame = encode(UnknownMessage("ping", {"type": "ping", "ping_event": ping_event}))
+            else:
+                frame = encode(Ping(event_id, self._last_rtt_ms))
+            self._pings[event_id] = self._loop.time()
+            while len(self._pings) > 16:
+                del self._pings[next(iter(self._pings))]
+            self.record.pings_sent += 1
+            await self._send_text(frame)
+
+    async def _watch_timers(self) -> None:
+        """Max duration and the no-input timeout (protocol.md §8, §12)."""
+        await self._metadata_sent.wait()
+        while True:
+            now = self._loop.time()
+            duration_end = self._started + self.agent.max_duration
+            input_end = self._last_input + self.agent.no_input_timeout
+            if now >= duration_end:
+                raise _End(self._max_duration_ending())
+            if now >= input_end:
+                seconds = self.agent.no_input_timeout
+                error = ErrorEvent(
+                    1002,
+                    f"No user input received for {seconds:g} seconds",
+                    "transport_receive_timeout",
+                )
+                raise _End(Ending(1002, "No user input received", (error,)))
+            await asyncio.sleep(min(duration_end, input_end) - now)
+
+    def _max_duration_ending(self) -> Ending:
+        error = ErrorEvent(1000, "Maximum conversation duration exceeded", "max_duration_exceeded")
+        return Ending(
+            1000,
+            "Maximum conversation duration exceeded",
+            (error,),
+            self.settings.max_conversation_duration_message,
+        )
+
+    async def _watch_shutdown(self) -> None:
+        await self._shutdown.wait()
+        raise _End(Ending(1001, "Server shutting down"))
