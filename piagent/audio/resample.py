@@ -1,0 +1,351 @@
+"""Streaming sample-rate conversion: ``StreamResampler``, a polyphase FIR kept across chunks.
+
+Owns the resampling filters and the per-stream state. A Kaiser-window low-pass is designed once
+per (rates, specification) with ``scipy.signal`` and cached; each stream then pushes chunks of
+any length through it, carrying its input history, so chunk edges leave no seam: the chunked
+output equals the one-shot output (``scipy.signal.resample_poly`` with the same filter) to
+float32 rounding, and the number of samples emitted never depends on the chunking.
+
+Sample-count rule. With ``up/down`` the reduced ratio and ``half = (taps - 1) // 2``, output
+sample ``k`` sits at up-sampled index ``k * down + half`` and needs input up to
+``(k * down + half) // up``. ``process`` emits every output whose input has arrived, so after
+``N`` input samples in any chunking exactly ``max(0, (N * up - 1 - half) // down + 1)`` samples
+have come out, counted with integers only. ``flush`` then zero-pads the input and brings the
+total to ``ceil(N * up / down)``, the length ``resample_poly`` gives. The output is
+time-aligned with the input (output 0 is input 0); the price is ``delay_s`` of latency.
+
+Pure: imports numpy and scipy only; no I/O, no threads, nothing from the rest of piagent.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import signal
+
+__all__ = ["FilterDesign", "StreamResampler", "design_filter"]
+
+_Float32 = npt.NDArray[np.float32]
+
+# Kaiser's length estimate (the one kaiserord uses) is a few tenths of a dB optimistic at some
+# lengths; designing for this much more keeps the measured stopband at the requested figure.
+_STOPBAND_MARGIN_DB = 1.0
+
+# Each matrix row covers this many input samples per filter tap in a phase (see _Kernel): larger
+# rows mean fewer, longer copies and more multiplications by the zeros around each band.
+_ROW_INPUTS_PER_TAP = 0.25
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FilterDesign:
+    """The anti-aliasing / anti-imaging low-pass for one conversion.
+
+    ``coefficients`` run at ``rate_hz = src_rate * up`` with unit gain at DC (read-only);
+    the band edges are in Hz. Compared and hashed by identity (``design_filter`` caches them).
+    The stopband starts at the lower Nyquist frequency unless the
+    delay budget forced a wider transition band, which then reaches past it (see
+    ``design_filter``).
+    """
+
+    up: int
+    down: int
+    rate_hz: int
+    coefficients: npt.NDArray[np.float64]
+    passband_hz: float
+    stopband_hz: float
+    stopband_db: float
+    beta: float
+
+    @property
+    def taps(self) -> int:
+        """Filter length; always odd, so the delay is a whole number of up-sampled samples."""
+        return int(self.coefficients.size)
+
+    @property
+    def delay_s(self) -> float:
+        """Group delay of the linear-phase filter, in seconds."""
+        return (self.taps - 1) / 2 / self.rate_hz
+
+
+@functools.lru_cache(maxsize=64)
+def design_filter(
+    src_rate: int,
+    dst_rate: int,
+    *,
+    stopband_db: float = 80.0,
+    passband: float = 0.9,
+    max_delay_ms: float = 5.0,
+) -> FilterDesign:
+    """Design (once per argument set, cached) the Kaiser low-pass for ``src_rate -> dst_rate``.
+
+    The passband ends at ``passband`` times the lower Nyquist frequency and the stopband starts
+    at that Nyquist frequency, attenuated by ``stopband_db``. If that filter would delay the
+    signal by more than ``max_delay_ms``, the transition band is widened past the Nyquist
+    frequency until it fits: the passband and the attenuation are kept, and what the wider band
+    lets through folds back only into the transition band above the passband, never into it.
+    Raises ValueError when even that cannot meet the figures.
+    """
+    if src_rate <= 0 or dst_rate <= 0:
+        raise ValueError(f"sample rates must be positive, got {src_rate} and {dst_rate}")
+    if not 0.0 < passband < 1.0:
+        raise ValueError(f"passband must be a fraction of the Nyquist frequency, got {passband}")
+    if stopband_db <= 21.0:
+        raise ValueError(f"stopband_db must exceed 21 dB for a Kaiser design, got {stopband_db}")
+    gcd = math.gcd(src_rate, dst_rate)
+    up, down = dst_rate // gcd, src_rate // gcd
+    rate_hz = src_rate * up
+    nyquist = min(src_rate, dst_rate) / 2
+    passband_hz = passband * nyquist
+    design_db = stopband_db + _STOPBAND_MARGIN_DB
+    numtaps, _ = signal.kaiserord(design_db, (nyquist - passband_hz) / (rate_hz / 2))
+    numtaps |= 1
+    stopband_hz = nyquist
+    max_taps = 2 * math.floor(max_delay_ms / 1000 * rate_hz) + 1
+    if numtaps > max_taps:
+        # Invert Kaiser's estimate numtaps - 1 = (A - 7.95) / (2.285 * pi * width).
+        numtaps = max_taps
+        width = (design_db - 7.95) / (2.285 * math.pi * (numtaps - 1))
+        stopband_hz = passband_hz + width * rate_hz / 2
+        if stopband_hz > 2 * nyquist - passband_hz:
+            raise ValueError(
+                f"{src_rate} -> {dst_rate} Hz: cannot reach {stopband_db} dB with a passband "
+                f"to {passband_hz:.0f} Hz within {max_delay_ms} ms; allow more delay or a "
+                "narrower passband"
+            )
+    beta = float(signal.kaiser_beta(design_db))
+    cutoff = (passband_hz + stopband_hz) / 2
+    coefficients = signal.firwin(numtaps, cutoff, window=("kaiser", beta), fs=rate_hz)
+    coefficients.setflags(write=False)
+    return FilterDesign(
+        up=up,
+        down=down,
+        rate_hz=rate_hz,
+        coefficients=coefficients,
+        passband_hz=passband_hz,
+        stopband_hz=stopband_hz,
+        stopband_db=stopband_db,
+        beta=beta,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Kernel:
+    """The filter laid out for one matrix product per chunk.
+
+    Outputs are computed in blocks of ``block`` (a whole number of ``up``-output cycles, so every
+    block has the same phase pattern). Block ``b`` reads the ``span`` inputs starting at
+    ``b * stride + first``; ``matrix[:, j]`` holds the taps of the block's output ``j`` at the
+    positions of its window in that span, zeros elsewhere. Rows of overlapping input windows
+    times this matrix give whole blocks at once.
+    """
+
+    block: int
+    stride: int
+    span: int
+    first: int
+    half: int
+    matrix: _Float32
+
+
+@functools.lru_cache(maxsize=64)
+def _kernel(design: FilterDesign) -> _Kernel:
+    up, down = design.up, design.down
+    half = (design.taps - 1) // 2
+    # Taps per phase; at least ceil(down / up) so a block never starts past the input seen.
+    per_phase = max(-(-design.taps // up), -(-down // up))
+    cycles = max(1, round(_ROW_INPUTS_PER_TAP * per_phase / down))
+    block = cycles * up
+    points = np.arange(block) * down + half  # up-sampled index of each output in block 0
+    ends, phases = np.divmod(points, up)  # last input each output reads, and its phase
+    padded = np.zeros(per_phase * up)
+    padded[: design.taps] = design.coefficients * up  # gain ``up`` undoes zero-stuffing
+    # taps[j, t] multiplies input ends[j] - t; store them oldest input first.
+    taps = padded[phases[:, None] + up * np.arange(per_phase)[None, :]][:, ::-1]
+    span = int(ends[-1] - ends[0]) + per_phase
+    matrix = np.zeros((span, block), dtype=np.float32)
+    offsets = ends - ends[0]
+    rows = offsets[:, None] + np.arange(per_phase)[None, :]
+    matrix[rows, np.arange(block)[:, None]] = taps
+    matrix.setflags(write=False)
+    return _Kernel(
+        block=block,
+        stride=cycles * down,
+        span=span,
+        first=int(ends[0]) - per_phase + 1,
+        half=half,
+        matrix=matrix,
+    )
+
+
+class StreamResampler:
+    """Converts one mono stream from ``src_rate`` to ``dst_rate`` Hz, chunk by chunk.
+
+    ``process`` takes int16 samples (returns int16, rounded and clipped) or float samples in
+    [-1, 1) (returns float32) of any length; ``flush`` ends the stream and returns its tail;
+    ``reset`` forgets the stream. One instance per stream; constructing one is cheap because
+    the filter design is cached. Equal rates pass samples through as a copy.
+    """
+
+    def __init__(
+        self,
+        src_rate: int,
+        dst_rate: int,
+        *,
+        stopband_db: float = 80.0,
+        passband: float = 0.9,
+        max_delay_ms: float = 5.0,
+    ) -> None:
+        self.src_rate = src_rate
+        self.dst_rate = dst_rate
+        self._design: FilterDesign | None = None
+        self._kernel: _Kernel | None = None
+        self._up = self._down = 1
+        if src_rate != dst_rate:
+            self._design = design_filter(
+                src_rate,
+                dst_rate,
+                stopband_db=stopband_db,
+                passband=passband,
+                max_delay_ms=max_delay_ms,
+            )
+            self._kernel = _kernel(self._design)
+            self._up, self._down = self._design.up, self._design.down
+        elif src_rate <= 0:
+            raise ValueError(f"sample rates must be positive, got {src_rate}")
+        self.reset()
+
+    @property
+    def design(self) -> FilterDesign | None:
+        """The filter in use, or None for a pass-through."""
+        return self._design
+
+    @property
+    def ratio(self) -> tuple[int, int]:
+        """``(up, down)``: ``dst_rate / src_rate`` in lowest terms."""
+        return (self._up, self._down)
+
+    @property
+    def taps(self) -> int:
+        """Filter length in up-sampled samples (1 for a pass-through)."""
+        return 1 if self._design is None else self._design.taps
+
+    @property
+    def delay_samples(self) -> float:
+        """Latency in output samples: how far emission trails the input (may be fractional)."""
+        if self._kernel is None:
+            return 0.0
+        return self._kernel.half / self._down
+
+    @property
+    def delay_s(self) -> float:
+        """Latency in seconds; at most ``max_delay_ms``."""
+        return 0.0 if self._design is None else self._design.delay_s
+
+    @property
+    def samples_in(self) -> int:
+        """Input samples fed since the last reset."""
+        return self._n_in
+
+    @property
+    def samples_out(self) -> int:
+        """Output samples returned since the last reset."""
+        return self._n_out
+
+    def reset(self) -> None:
+        """Forget the stream: history, counters and sample kind."""
+        self._n_in = 0
+        self._n_out = 0
+        self._is_int: bool | None = None
+        # Inputs from the start of the next block to compute; before the stream, zeros.
+        first = 0 if self._kernel is None else self._kernel.first
+        self._history: _Float32 = np.zeros(-first, dtype=np.float32)
+
+    def process(self, samples: npt.ArrayLike) -> npt.NDArray[np.int16] | _Float32:
+        """Feed the next chunk; return every output sample whose input has now arrived."""
+        chunk = np.asarray(samples)
+        if chunk.ndim != 1:
+            raise ValueError(f"expected mono samples (1-D), got shape {chunk.shape}")
+        # An empty chunk carries no samples, so it may not fix or contradict the stream's kind.
+        is_int = self._is_int
+        if chunk.size or is_int is None:
+            is_int = self._kind(chunk)
+        if chunk.size and self._is_int is None:
+            self._is_int = is_int
+        elif chunk.size and is_int != self._is_int:
+            raise TypeError("int16 and float chunks mixed in one stream; reset() in between")
+        self._n_in += chunk.size
+        if self._kernel is None:
+            self._n_out += chunk.size
+            return chunk.astype(np.int16) if is_int else chunk.astype(np.float32)
+        ready = max(0, (self._n_in * self._up - 1 - self._kernel.half) // self._down + 1)
+        buffer = np.concatenate((self._history, chunk), dtype=np.float32)
+        return self._finish(self._render(buffer, ready), is_int=is_int)
+
+    def flush(self) -> npt.NDArray[np.int16] | _Float32:
+        """End the stream: return the remaining outputs (input zero-padded) and reset.
+
+        Afterwards the stream has produced ``ceil(N * up / down)`` samples for ``N`` fed.
+        The dtype follows the stream's input (int16 when nothing was fed).
+        """
+        if self._kernel is None:
+            tail = np.zeros(0, dtype=np.float32)
+        else:
+            total = -(-self._n_in * self._up // self._down)
+            tail = self._render(self._history, total)
+        out = self._finish(tail, is_int=self._is_int is not False)
+        self.reset()
+        return out
+
+    @staticmethod
+    def _kind(chunk: npt.NDArray[np.generic]) -> bool:
+        if chunk.dtype == np.int16:
+            return True
+        if np.issubdtype(chunk.dtype, np.floating):
+            return False
+        raise TypeError(f"expected int16 or float samples, got {chunk.dtype}")
+
+    def _render(self, buffer: _Float32, ready: int) -> _Float32:
+        """Compute outputs ``samples_out .. ready - 1`` from ``buffer`` and keep what is next.
+
+        ``buffer`` holds the history followed by the new input, starting at the first input of
+        the block that contains output ``samples_out``.
+        """
+        kernel = self._kernel
+        assert kernel is not None
+        start = self._n_out
+        if ready <= start:
+            self._history = buffer
+            return np.zeros(0, dtype=np.float32)
+        first_block = start // kernel.block
+        rows = (ready - 1) // kernel.block - first_block + 1
+        needed = (rows - 1) * kernel.stride + kernel.span
+        # Outputs still waiting for input read past the buffer; their zero taps meet zeros.
+        padded = buffer
+        if buffer.size < needed:
+            padded = np.concatenate((buffer, np.zeros(needed - buffer.size, dtype=np.float32)))
+        windows = np.ndarray(
+            (rows, kernel.span),
+            dtype=np.float32,
+            buffer=padded,
+            strides=(kernel.stride * 4, 4),
+        )
+        out = (np.ascontiguousarray(windows) @ kernel.matrix).ravel()
+        offset = first_block * kernel.block
+        self._n_out = ready
+        drop = (ready // kernel.block - first_block) * kernel.stride
+        self._history = buffer[drop:]
+        return out[start - offset : ready - offset]
+
+    @staticmethod
+    def _finish(out: _Float32, *, is_int: bool) -> npt.NDArray[np.int16] | _Float32:
+        if not is_int:
+            return out
+        # The ufuncs directly: np.clip's Python wrapper costs more than the clipping itself.
+        np.rint(out, out=out)
+        np.minimum(out, 32767, out=out)
+        np.maximum(out, -32768, out=out)
+        return out.astype(np.int16)
