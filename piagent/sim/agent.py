@@ -194,6 +194,15 @@ class AgentDefinition:
     fault_close: FaultClose | None = None
 
     def __post_init__(self) -> None:
+        # Accept the plain values a test would write: format names, lists for tuples.
+        for key in ("input_format", "output_format"):
+            value = getattr(self, key)
+            if not isinstance(value, AudioFormat):
+                object.__setattr__(self, key, _convert(value, AudioFormat, key))
+        for key in ("client_events", "api_keys", "allowed_overrides"):
+            value = getattr(self, key)
+            if not isinstance(value, tuple):
+                object.__setattr__(self, key, _convert(value, tuple[str, ...], key))
         if not self.agent_id:
             raise ScenarioError("agent_id: must not be empty")
         for key in ("max_duration", "no_input_timeout", "response_timeout_secs", "audio_pace"):

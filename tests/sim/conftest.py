@@ -129,8 +129,9 @@ class Client:
                     return event
 
     async def turn_audio(self, event_id: int, within: float = 5.0) -> list[Audio]:
-        """The audio chunks of turn ``event_id``, up to its ``is_final`` chunk."""
-        chunks: list[Audio] = []
+        """The audio chunks of turn ``event_id`` (those already received included), up to its
+        ``is_final`` chunk."""
+        chunks = [e for e in self.events if isinstance(e, Audio) and e.event_id == event_id]
         async with asyncio.timeout(within):
             while not chunks or not chunks[-1].is_final:
                 chunk = await self.wait_for(Audio, within, lambda a: a.event_id == event_id)
@@ -161,6 +162,9 @@ async def talk(
     """Connect to ``sim`` as ``agent_id`` and (by default) send the initiation message."""
     url = f"{sim.ws_base}/v1/convai/conversation?agent_id={agent_id}{query}"
     connect_kwargs.setdefault("max_size", 16 * 1024 * 1024)
+    # Tests stop reading whenever they have seen enough; an unbounded queue keeps the client
+    # reading the socket, so its closing handshake completes at once.
+    connect_kwargs.setdefault("max_queue", None)
     async with connect(url, **connect_kwargs) as ws:
         client = Client(ws)
         if send_initiation:
