@@ -199,7 +199,6 @@ def _decode_number(raw: Any, path: str) -> float:
 NUMBER = _Codec(_decode_number, _identity)
 BOOL = _checked("boolean", lambda raw: isinstance(raw, bool), _identity)
 OBJECT = _checked("object", lambda raw: isinstance(raw, dict), dict)
-ANY = _Codec(lambda raw, path: raw, _identity)
 
 
 def _list_of(item: _Codec, expected: str) -> _Codec:
