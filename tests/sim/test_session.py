@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -99,7 +100,7 @@ async def test_audio_is_paced_and_agent_speaks_until_playback_ends() -> None:
     agent = fast_agent(first_message="Paced speech here.", audio_pace=4.0)
     async with SimServer([agent]) as sim, talk(sim) as client:
         await client.wait_for(ConversationInitiationMetadata)
-        loop = __import__("asyncio").get_running_loop()
+        loop = asyncio.get_running_loop()
         start = loop.time()
         chunks = await client.turn_audio(1)
         elapsed = loop.time() - start
@@ -111,8 +112,10 @@ async def test_default_agent_accepts_any_id_and_subprotocol_convai() -> None:
     async with SimServer() as sim:
         url = f"{sim.ws_base}/v1/convai/conversation?agent_id=anything&source=js_sdk&version=1.0"
         url += "&environment=production&branch_id=b1"
-        async with connect(url, subprotocols=["convai", "bearer.secret-token"]) as ws:
+        offered = ["convai", "bearer.secret-token"]
+        async with connect(url, subprotocols=offered, max_queue=None) as ws:
             assert ws.subprotocol == "convai"
+            await ws.send('{"type": "conversation_initiation_client_data"}')
             metadata = parse_server(await ws.recv())
             assert isinstance(metadata, ConversationInitiationMetadata)
             assert metadata.agent_output_audio_format is AudioFormat.PCM_16000
@@ -122,7 +125,7 @@ async def test_default_agent_accepts_any_id_and_subprotocol_convai() -> None:
         assert record.agent_id == "anything"
         assert record.subprotocol == "convai"
         assert record.query["source"] == "js_sdk"
-        assert record.initiation is None  # none was sent; metadata came after the wait
+        assert record.initiation is not None
         await record.wait_closed()
         assert record.close_code == 1000
     assert AgentDefinition().first_message == DEFAULT_FIRST_MESSAGE
@@ -158,6 +161,16 @@ async def test_metadata_waits_for_initiation_data() -> None:
         await client.wait_for(ConversationInitiationMetadata)
         response = await client.wait_for(AgentResponse)
         assert response.text == "Overridden"
+
+
+async def test_without_initiation_data_metadata_follows_a_wait() -> None:
+    agent = fast_agent(initiation_timeout=0.3)
+    async with SimServer([agent]) as sim, talk(sim, send_initiation=False) as client:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await client.wait_for(ConversationInitiationMetadata)
+        assert loop.time() - start >= 0.25
+    assert sim.conversations[0].initiation is None
 
 
 async def test_audio_before_initiation_means_no_overrides() -> None:
