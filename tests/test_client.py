@@ -561,3 +561,59 @@ def test_latency_is_measured_per_turn() -> None:
             assert latency.reply_ms is not None and 250 < latency.reply_ms < 5000
 
     run(main())
+
+
+def test_a_turn_cut_off_midway_is_reported_and_the_next_press_is_fresh(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    agent = AgentDefinition(
+        fault_close=FaultClose("first_audio", 1011, "internal"), first_message="A long hello. " * 5
+    )
+
+    async def main() -> None:
+        async with SimServer([agent]) as sim, rig(sim) as r:
+            r.client.press()
+            r.client.release()
+            await r.wait_for(lambda: r.client.status().last_ending is not None)
+            ending = r.client.status().last_ending
+            assert ending is not None
+            assert ending.reason is EndReason.SERVER_ERROR
+            assert ending.cut_turn is not None
+            await r.wait_state(ClientState.READY)  # nobody is talking: no automatic redial
+            assert len(sim.conversations) == 1
+            r.client.press()
+            await sim.wait_for_conversations(2)
+            assert sim.conversations[1].conversation_id != sim.conversations[0].conversation_id
+
+    with caplog.at_level(logging.WARNING, logger="piagent.client"):
+        run(main())
+    assert "was cut off" in caplog.text
+
+
+def test_api_key_and_signed_urls_never_reach_a_log(caplog: pytest.LogCaptureFixture) -> None:
+    key = "sk_live_do_not_log_me_4f2a"
+    agent = AgentDefinition(
+        agent_id="private_3",
+        private=True,
+        api_keys=(key,),
+        fault_close=FaultClose("first_audio", 1011, "boom"),
+    )
+
+    async def main() -> None:
+        async with (
+            SimServer([agent]) as sim,
+            rig(sim, agent_id="private_3", api_key=key, always_connected=True) as r,
+        ):
+            await r.wait_for(lambda: len(sim.conversations) >= 3)
+            assert all(rec.agent_id == "private_3" for rec in sim.conversations)
+            status = r.client.status()
+            assert key not in repr(status)
+
+    with caplog.at_level(logging.DEBUG):
+        run(main())
+    ours = [rec for rec in caplog.records if not rec.name.startswith("piagent.sim")]
+    assert ours, "the client logged nothing at all"
+    text = "\n".join(f"{rec.name} {rec.getMessage()} {rec.exc_text or ''}" for rec in ours)
+    assert key not in text
+    assert "conversation_signature" not in text
+    assert "connecting to ws://127.0.0.1" in text  # the URL is logged, redacted

@@ -929,7 +929,9 @@ class ClientToolCall:
             _req("tool_call_id", STR),
             _req("parameters", OBJECT),
             _req("event_id", INT),
-            _opt("expects_response", BOOL, default=True),
+            _Field(
+                "expects_response", "expects_response", BOOL, True, nullable=True, send_default=True
+            ),
         ),
     )
 

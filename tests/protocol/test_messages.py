@@ -303,14 +303,15 @@ SERVER_EXAMPLES: list[tuple[str, str, Any, bool]] = [
         '"tool_call_id":"tool_call_123","parameters":{"user_id":"user_123"},"event_id":44,'
         '"expects_response":true}}',
         ClientToolCall("check_account_status", "tool_call_123", {"user_id": "user_123"}, 44),
-        False,
+        True,
     ),
     (
+        # AA-pkg omits the field; AA-fern requires it, so piagent's own encoder always sends it.
         "client_tool_call-no-expects-response",
         '{"type":"client_tool_call","client_tool_call":{"tool_name":"t","tool_call_id":"c",'
         '"parameters":{},"event_id":1}}',
         ClientToolCall("t", "c", {}, 1, expects_response=True),
-        True,
+        False,
     ),
     (
         "client_tool_call-fire-and-forget",
