@@ -419,8 +419,8 @@ def unknown_messages(draw: st.DrawFn) -> m.UnknownMessage:
     return m.UnknownMessage(kind, data)
 
 
-def server_events(*, conformant: bool = False) -> st.SearchStrategy[m.ServerEvent]:
-    """Every server event class; with ``conformant``, only those the spec defines."""
+def server_event_strategies(*, conformant: bool = False) -> list[st.SearchStrategy[Any]]:
+    """One strategy per server event class (and one for unknown types, unless ``conformant``)."""
     strategies = _spec_server_events(conformant)
     if not conformant:
         strategies += [
@@ -430,4 +430,9 @@ def server_events(*, conformant: bool = False) -> st.SearchStrategy[m.ServerEven
             st.builds(m.FlatErrorEvent, message=texts),
             unknown_messages(),
         ]
-    return st.one_of(strategies)
+    return strategies
+
+
+def server_events(*, conformant: bool = False) -> st.SearchStrategy[m.ServerEvent]:
+    """Every server event class; with ``conformant``, only those the spec defines."""
+    return st.one_of(server_event_strategies(conformant=conformant))
