@@ -5,17 +5,18 @@ five tasks and nothing else:
 
 * ``_receive``: reads frames, parses them with ``parse_client`` (malformed: close 1008
   ``invalid_message``), records them, feeds user audio to the VAD, sends ``vad_score`` and
-  ``user_transcript``, performs interruptions, and queues user turns (bounded queue);
+  ``user_transcript``, has the ``Speaker`` interrupt the agent, and queues user turns (a
+  bounded queue);
 * ``_drive``: initiation data, overrides, metadata, the first message, the scenario steps,
-  then the parrot; it is the only task that starts agent turns;
+  then the parrot; it is the only task that starts agent turns (played by the ``Speaker``);
 * ``_send_pings``: ``ping`` every ``ping_interval`` with the last measured round trip;
 * ``_watch_timers``: max duration and the no-input timeout;
 * ``_watch_shutdown``: ends the conversation when the server stops.
 
-A task ends the conversation by raising ``_End`` with an ``Ending`` (what to say, which events
-to send, which close code); the group cancels the others and ``run`` carries the ending out
-after the group is gone, so endings never race with the tasks. Every frame goes out through
-``_send_text``, which a stall holds back (protocol.md §12 fault injection).
+A task ends the conversation by raising ``EndConversation`` with an ``Ending`` (what to say,
+which events to send, which close code); the group cancels the others and ``run`` carries the
+ending out after the group is gone, so endings never race with the tasks. Every frame goes out
+through ``_send_text``, which a stall holds back (protocol.md §12 fault injection).
 """
 
 from __future__ import annotations
@@ -63,6 +64,15 @@ from piagent.protocol.messages import (
     parse_client,
 )
 from piagent.sim.agent import AgentDefinition
+from piagent.sim.endings import (
+    EndConversation,
+    Ending,
+    close_info,
+    end_call,
+    invalid_message,
+    max_duration_exceeded,
+    no_input,
+)
 from piagent.sim.overrides import SessionSettings, raw_object, resolve_session
 from piagent.sim.record import ConversationRecord
 from piagent.sim.scenario import (
@@ -80,11 +90,11 @@ from piagent.sim.scenario import (
     Step,
     ToolCallStep,
 )
-from piagent.sim.turns import AgentTurn, build_turn, resample, text_deltas
+from piagent.sim.speaker import Speaker
+from piagent.sim.turns import AgentTurn
 from piagent.sim.vad import EnergyVad, SpeechEnded, SpeechStarted, VadLevel
-from piagent.sim.voice import even_alignment, synthesize
 
-__all__ = ["Conversation", "Ending", "close_info"]
+__all__ = ["Conversation"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,26 +117,6 @@ _OPTIONAL: dict[type[Any], str] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Ending:
-    """How a conversation ends: optional words and events, then a close.
-
-    ``code`` None means the client is already gone: nothing is sent."""
-
-    code: int | None
-    reason: str = ""
-    events: tuple[ServerEvent, ...] = ()
-    speak: str = ""
-
-
-class _End(Exception):
-    """Raised by a task to end the conversation; carries the ``Ending``."""
-
-    def __init__(self, ending: Ending) -> None:
-        super().__init__(ending.reason)
-        self.ending = ending
-
-
-@dataclass(frozen=True, slots=True)
 class _UserTurn:
     """A finished user turn waiting for an answer. ``reply_id`` is reserved for the answer so
     that transcript and reply carry consecutive ids (protocol.md §4.1: 42, then 43)."""
@@ -135,26 +125,6 @@ class _UserTurn:
     reply_id: int
     speech: SpeechEnded | None = None
     text: str | None = None
-
-
-def close_info(ws: ServerConnection) -> tuple[int, str]:
-    """How a closed socket ended: the close frame of whichever side closed first, else 1006."""
-    protocol = ws.protocol
-    if protocol.close_sent is not None and not protocol.close_rcvd_then_sent:
-        return protocol.close_sent.code, protocol.close_sent.reason
-    if protocol.close_rcvd is not None:
-        return protocol.close_rcvd.code, protocol.close_rcvd.reason
-    return 1006, ""
-
-
-def _invalid(detail: str) -> Ending:
-    """Close 1008 on a malformed or forbidden client frame: the real server is strict."""
-    reason = f"Invalid message: {detail}"
-    if len(reason.encode()) > 123:
-        reason = reason.encode()[:120].decode(errors="ignore") + "..."
-    return Ending(
-        1008, reason, (ErrorEvent(1008, detail, "invalid_message", "Invalid message received"),)
-    )
 
 
 class Conversation:
@@ -184,8 +154,7 @@ class Conversation:
         self._initiation: tuple[ConversationInitiationClientData, str] | None = None
         self._metadata_sent = asyncio.Event()
         self._turns: asyncio.Queue[_UserTurn] = asyncio.Queue(USER_TURN_QUEUE)
-        self._speaking: AgentTurn | None = None
-        self._barge_in = asyncio.Event()
+        self._speaker = Speaker(agent, self._emit, record)
         self._pending_tools: dict[str, asyncio.Future[ClientToolResult]] = {}
         self._pings: dict[int, float] = {}  # unanswered ping event id -> time sent
         self._missed_in_row = 0
@@ -224,9 +193,9 @@ class Conversation:
                 group.create_task(self._send_pings())
                 group.create_task(self._watch_timers())
                 group.create_task(self._watch_shutdown())
-        except* _End as ended:
+        except* EndConversation as ended:
             first = ended.exceptions[0]
-            assert isinstance(first, _End)
+            assert isinstance(first, EndConversation)
             ending = first.ending
         except* ConnectionClosed:
             ending = Ending(None)
@@ -258,7 +227,10 @@ class Conversation:
             try:
                 async with asyncio.timeout(FINISH_TIMEOUT):
                     if ending.speak:
-                        await self._play(self._prepare(ending.speak, next(self._ids)))
+                        turn = await self._speaker.prepare(
+                            ending.speak, next(self._ids), self.settings
+                        )
+                        await self._speaker.play(turn)
                     for event in ending.events:
                         await self._emit(event)
                 await self.ws.close(ending.code, ending.reason)
@@ -281,15 +253,15 @@ class Conversation:
             try:
                 frame = await self.ws.recv()
             except ConnectionClosed:
-                raise _End(Ending(None)) from None
+                raise EndConversation(Ending(None)) from None
             await self._unstalled.wait()  # a frame read just before a stall waits it out
             if isinstance(frame, bytes):
-                raise _End(_invalid("binary frames are not part of the protocol"))
+                raise EndConversation(invalid_message("binary frames are not part of the protocol"))
             try:
                 message = parse_client(frame)
             except RemoteProtocolError as exc:
                 logger.warning("conversation %s: malformed frame: %s", self.conversation_id, exc)
-                raise _End(_invalid(str(exc))) from None
+                raise EndConversation(invalid_message(str(exc))) from None
             if not isinstance(message, UserAudioChunk):
                 self.record.received.append(message)
             if not self._initiated.is_set():
@@ -298,7 +270,9 @@ class Conversation:
                     self._initiated.set()
                     continue
                 if self.agent.strict_initiation:
-                    raise _End(_invalid("expected conversation_initiation_client_data first"))
+                    raise EndConversation(
+                        invalid_message("expected conversation_initiation_client_data first")
+                    )
                 self._initiated.set()  # no overrides
             await self._metadata_sent.wait()  # nothing is answered before the metadata
             await self._dispatch(message)
@@ -324,7 +298,9 @@ class Conversation:
                 if event_id in self.record.agent_turns:
                     self.record.feedback.append(message)
                 elif self.agent.strict_messages:
-                    raise _End(_invalid(f"feedback names no agent turn: event_id {event_id}"))
+                    raise EndConversation(
+                        invalid_message(f"feedback names no agent turn: event_id {event_id}")
+                    )
                 else:
                     logger.warning("feedback for event_id %d, not an agent turn", event_id)
             case ClientToolResult(tool_call_id=call_id):
@@ -340,7 +316,7 @@ class Conversation:
                 logger.warning("conversation_initiation_client_data after the start: ignored")
             case UnknownMessage(type=kind):
                 if self.agent.strict_messages:
-                    raise _End(_invalid(f"unknown message type {kind!r}"))
+                    raise EndConversation(invalid_message(f"unknown message type {kind!r}"))
                 logger.info("ignoring client message of unknown type %r", kind)
 
     async def _receive_audio(self, audio: bytes, now: float) -> None:
@@ -353,12 +329,12 @@ class Conversation:
         try:
             samples = decode_audio(audio, self.agent.input_format)
         except ValueError as exc:
-            raise _End(_invalid(f"user_audio_chunk: {exc}")) from None
+            raise EndConversation(invalid_message(f"user_audio_chunk: {exc}")) from None
         for event in self._vad.feed(samples):
             match event:
                 case SpeechStarted():
                     self._last_activity = now
-                    await self._interrupt(now)
+                    await self._speaker.interrupt(now)
                 case VadLevel(score=score):
                     await self._emit(VadScore(score))
                 case SpeechEnded(duration_s=seconds):
@@ -367,7 +343,7 @@ class Conversation:
 
     async def _receive_user_text(self, text: str, now: float) -> None:
         self._last_input = now
-        await self._interrupt(now)
+        await self._speaker.interrupt(now)
         await self._queue_user_turn(text, now, text=text, echo=self.agent.echo_user_message)
 
     async def _queue_user_turn(
@@ -399,38 +375,21 @@ class Conversation:
         self.record.ping_rtts_ms.append(self._last_rtt_ms)
         self._missed_in_row = 0
 
-    async def _interrupt(self, now: float) -> None:
-        """User speech during agent playback (protocol.md §5): ``interruption`` with the
-        turn's id, the correction, then a few stale chunks the client must drop."""
-        turn = self._speaking
-        if turn is None or not turn.is_playing(now) or not self.agent.sends("interruption"):
-            return
-        turn.interrupted_at = now
-        self._speaking = None
-        self._barge_in.set()
-        self.record.interruptions.append(turn.event_id)
-        spoken = turn.spoken_text(now)
-        logger.info("turn %d interrupted after %r", turn.event_id, spoken)
-        await self._emit(Interruption(event_id=turn.event_id))
-        await self._emit(AgentResponseCorrection(turn.text, spoken, turn.event_id))
-        for data, alignment in turn.stale_chunks(self.agent.stale_chunks):
-            await self._emit(Audio(data, turn.event_id, alignment))
-
     # ----------------------------------------------------------------------------------------
     # The agent's side
 
     async def _drive(self) -> None:
         fault = self.agent.fault_close
         if fault is not None and fault.at == "connect":
-            raise _End(Ending(fault.code, fault.reason))
+            raise EndConversation(Ending(fault.code, fault.reason))
         await self._start_session()
         if fault is not None and fault.at in ("initiation", "metadata"):
-            raise _End(Ending(fault.code, fault.reason))
+            raise EndConversation(Ending(fault.code, fault.reason))
         if self.settings.first_message:
             stop_after = 1 if fault is not None and fault.at == "first_audio" else None
             await self._say(self.settings.first_message, stop_after_chunks=stop_after)
         if fault is not None and fault.at == "first_audio":
-            raise _End(Ending(fault.code, fault.reason))
+            raise EndConversation(Ending(fault.code, fault.reason))
         if self.scenario is not None:
             await self._run_steps(self.scenario.steps)
         await self._parrot()
@@ -456,14 +415,14 @@ class Conversation:
         self.settings, problem = resolve_session(self.agent, initiation, raw, system)
         self.record.settings = self.settings
         if fault is not None and fault.at == "initiation":
-            raise _End(Ending(fault.code, fault.reason))
+            raise EndConversation(Ending(fault.code, fault.reason))
         rejection = None
         if problem is not None:
             logger.info("refusing conversation: %s", problem.reason)
             error = ErrorEvent(problem.code, problem.message, problem.error_type, problem.reason)
             rejection = Ending(problem.code, problem.reason, (error,))
             if self.agent.reject_before_metadata:
-                raise _End(rejection)
+                raise EndConversation(rejection)
         if self.agent.metadata_delay:
             await asyncio.sleep(self.agent.metadata_delay)
         metadata = ConversationInitiationMetadata(
@@ -474,91 +433,21 @@ class Conversation:
         self._started = self._last_input = self._last_activity = self._loop.time()
         self._metadata_sent.set()
         if rejection is not None:
-            raise _End(rejection)  # observed: metadata first, then the close (§2)
-
-    def _prepare(self, text: str, event_id: int) -> AgentTurn:
-        """A spoken turn for ``text`` (text only in chat mode)."""
-        fmt = self.agent.output_format
-        if self.settings.text_only:
-            return build_turn(event_id, text, None, fmt, self.agent.audio_chunk_ms, (), ())
-        speech = synthesize(text, fmt.sample_rate, self.settings.voice_id, self.settings.speed)
-        return build_turn(
-            event_id,
-            text,
-            speech.samples,
-            fmt,
-            self.agent.audio_chunk_ms,
-            speech.char_starts_ms,
-            speech.char_durations_ms,
-        )
-
-    def _prepare_replay(self, speech: SpeechEnded, text: str, event_id: int) -> AgentTurn:
-        """The parrot's answer: the user's own audio, at the output rate, with ``text``."""
-        fmt = self.agent.output_format
-        if self.settings.text_only:
-            return build_turn(event_id, text, None, fmt, self.agent.audio_chunk_ms, (), ())
-        samples = resample(speech.samples, speech.rate, fmt.sample_rate)
-        starts, durations = even_alignment(text, round(speech.duration_s * 1000))
-        return build_turn(
-            event_id, text, samples, fmt, self.agent.audio_chunk_ms, starts, durations
-        )
+            raise EndConversation(rejection)  # observed: metadata first, then the close (§2)
 
     def _take_reply_id(self) -> int:
         reply_id, self._reply_id = self._reply_id, None
         return reply_id if reply_id is not None else next(self._ids)
 
     async def _say(self, text: str, *, stop_after_chunks: int | None = None) -> None:
-        await self._play(self._prepare(text, self._take_reply_id()), stop_after_chunks)
+        turn = await self._speaker.prepare(text, self._take_reply_id(), self.settings)
+        await self._play(turn, stop_after_chunks)
 
     async def _play(self, turn: AgentTurn, stop_after_chunks: int | None = None) -> None:
-        """Send one agent turn: text parts, paced audio chunks and ``agent_response``, and
-        return when the client has played it (or when the user interrupted it)."""
-        event_id = turn.event_id
-        self.record.agent_turns[event_id] = turn.text
-        await self._emit(AgentChatResponsePart("", "start", event_id))
-        for delta in text_deltas(turn.text):
-            await self._emit(AgentChatResponsePart(delta, "delta", event_id))
-        await self._emit(AgentChatResponsePart("", "stop", event_id))
-        order = self.agent.agent_response_order
-        if not turn.has_audio or order == "before_audio":
-            await self._emit(AgentResponse(turn.text, event_id))
-        if not turn.has_audio:
-            return
-        self._speaking, self._barge_in = turn, asyncio.Event()
         try:
-            turn.started_at = self._loop.time()
-            last = len(turn.chunks) - 1
-            for index, (data, alignment) in enumerate(
-                zip(turn.chunks, turn.alignments, strict=True)
-            ):
-                if await self._wait_for_barge_in(turn, turn.due_at(index, self.agent.audio_pace)):
-                    return
-                await self._emit(Audio(data, event_id, alignment, is_final=index == last))
-                turn.sent = index + 1
-                if turn.interrupted_at is None and index == 0 and order == "after_first_audio":
-                    await self._emit(AgentResponse(turn.text, event_id))
-                if stop_after_chunks is not None and turn.sent >= stop_after_chunks:
-                    return
-            if turn.interrupted_at is None and order == "after_audio":
-                await self._emit(AgentResponse(turn.text, event_id))
-            end = turn.playback_end
-            assert end is not None
-            await self._wait_for_barge_in(turn, end)
+            await self._speaker.play(turn, stop_after_chunks)
         finally:
-            if self._speaking is turn:
-                self._speaking = None
             self._last_activity = self._loop.time()
-
-    async def _wait_for_barge_in(self, turn: AgentTurn, deadline: float) -> bool:
-        """Wait until ``deadline`` (loop time); True if the turn was interrupted first."""
-        if turn.interrupted_at is not None:
-            return True
-        try:
-            async with asyncio.timeout_at(deadline):
-                await self._barge_in.wait()
-        except TimeoutError:
-            return turn.interrupted_at is not None
-        return True
 
     async def _parrot(self) -> None:
         """After the scenario: answer every user turn by repeating it."""
@@ -571,7 +460,10 @@ class Conversation:
             if turn.speech is not None:
                 seconds = turn.speech.duration_s
                 text = f"You said {seconds:.1f} seconds of audio."
-                await self._play(self._prepare_replay(turn.speech, text, self._take_reply_id()))
+                reply = await self._speaker.prepare_replay(
+                    turn.speech, text, self._take_reply_id(), self.settings
+                )
+                await self._play(reply)
             else:
                 await self._say(f"You wrote: {turn.text}")
 
@@ -607,7 +499,7 @@ class Conversation:
                     except TimeoutError:
                         self.record.failure = f"steps[{index}]: no user turn within {timeout} s"
                         logger.error("scenario failed: %s", self.record.failure)
-                        raise _End(Ending(1011, "scenario timeout")) from None
+                        raise EndConversation(Ending(1011, "scenario timeout")) from None
                     self._reply_id = turn.reply_id
                 case AgentSay(text=text):
                     await self._say(text)
@@ -624,15 +516,13 @@ class Conversation:
                 case Stall(seconds=seconds):
                     await self._stall(seconds)
                 case CloseStep(code=code, reason=reason):
-                    raise _End(Ending(code, reason))
+                    raise EndConversation(Ending(code, reason))
                 case EndCall():
-                    call_id = f"end_call_{secrets.token_hex(6)}"
-                    event = AgentToolResponse(
-                        "end_call", call_id, "system", False, True, next(self._ids)
-                    )
-                    raise _End(Ending(1000, "end_call", (event,)))
+                    raise EndConversation(end_call(next(self._ids)))
                 case MaxDuration():
-                    raise _End(self._max_duration_ending())
+                    raise EndConversation(
+                        max_duration_exceeded(self.settings.max_conversation_duration_message)
+                    )
 
     async def _call_tool(self, step: ToolCallStep) -> None:
         call_id = f"toolu_{secrets.token_hex(8)}"
@@ -692,7 +582,7 @@ class Conversation:
                 self._missed_in_row += 1
                 limit = self.agent.max_missed_pongs
                 if limit is not None and self._missed_in_row >= limit:
-                    raise _End(Ending(1002, "Ping timeout"))
+                    raise EndConversation(Ending(1002, "Ping timeout"))
             event_id = next(self._ids)
             if self._last_rtt_ms is None:
                 # The model omits an unset ping_ms; the service sends an explicit null (§4).
@@ -714,26 +604,13 @@ class Conversation:
             duration_end = self._started + self.agent.max_duration
             input_end = self._last_input + self.agent.no_input_timeout
             if now >= duration_end:
-                raise _End(self._max_duration_ending())
-            if now >= input_end:
-                seconds = self.agent.no_input_timeout
-                error = ErrorEvent(
-                    1002,
-                    f"No user input received for {seconds:g} seconds",
-                    "transport_receive_timeout",
+                raise EndConversation(
+                    max_duration_exceeded(self.settings.max_conversation_duration_message)
                 )
-                raise _End(Ending(1002, "No user input received", (error,)))
+            if now >= input_end:
+                raise EndConversation(no_input(self.agent.no_input_timeout))
             await asyncio.sleep(min(duration_end, input_end) - now)
-
-    def _max_duration_ending(self) -> Ending:
-        error = ErrorEvent(1000, "Maximum conversation duration exceeded", "max_duration_exceeded")
-        return Ending(
-            1000,
-            "Maximum conversation duration exceeded",
-            (error,),
-            self.settings.max_conversation_duration_message,
-        )
 
     async def _watch_shutdown(self) -> None:
         await self._shutdown.wait()
-        raise _End(Ending(1001, "Server shutting down"))
+        raise EndConversation(Ending(1001, "Server shutting down"))

@@ -30,7 +30,8 @@ from websockets.typing import Subprotocol
 
 from piagent.errors import ScenarioError
 from piagent.sim.agent import AgentDefinition, ServerSettings, load_agent_file
-from piagent.sim.conversation import Conversation, close_info
+from piagent.sim.conversation import Conversation
+from piagent.sim.endings import close_info
 from piagent.sim.endpoints import (
     SignedUrls,
     api_error,
