@@ -3,13 +3,18 @@
 Used by the test suite and by ``piagent demo``; it never talks to the network beyond its own
 listening socket. Modules:
 
-* ``agent``: agent definitions (frozen dataclasses) and the agent-file loader
+* ``agent``: agent definitions (frozen dataclasses), server settings and the agent-file loader
 * ``scenario``: the YAML scenario format that scripts an exchange step by step
 * ``overrides``: override permissions, dynamic variables and the settings they produce
 * ``vad``: the energy-based end-of-turn detector fed with user audio
 * ``voice``: deterministic speech-like audio for text answers, and the premade voice list
-* ``turns``: one agent turn cut into paced, aligned audio chunks
+* ``turns``: one agent turn cut into aligned audio chunks, with its playback clock
+* ``speaker``: plays agent turns paced on one connection and handles barge-in
+* ``endings``: how conversations end (close codes, error events)
+* ``record``: ``ConversationRecord``, what tests inspect
 * ``conversation``: the per-connection conversation (one TaskGroup per connection)
-* ``http``: the plain-HTTP endpoints (signed URLs, voices)
+* ``endpoints``: the plain-HTTP side (signed URLs, voices)
 * ``server``: ``SimServer`` and ``run_from_args`` for the CLI
+
+README.md beside this file documents the agent-file keys and the scenario format.
 """

@@ -73,6 +73,8 @@ class _RedactSecrets(logging.Filter):
         return True
 
 
+_SECRET_PARAMS = frozenset({"conversation_signature", "token"})
+
 _ws_logger = logging.getLogger("piagent.sim.websockets")
 _ws_logger.addFilter(_RedactSecrets())
 
@@ -142,6 +144,7 @@ class SimServer:
         """Start listening (``OSError`` if the address is taken)."""
         self._loop = asyncio.get_running_loop()
         self._stopping = False
+        self._new_conversation = asyncio.Event()  # bound to this loop
         delays = [a.connect_delay for a in self._known_agents()]
         self._server = await serve(
             self._handle,
@@ -343,7 +346,9 @@ class SimServer:
     async def _handle(self, ws: ServerConnection) -> None:
         query = dict(parse_qsl(urlsplit(ws.request.path).query)) if ws.request else {}
         agent = self.agent(query.get("agent_id", ""))
-        record = ConversationRecord(query.get("agent_id", ""), query, ws.subprotocol)
+        # The record may end up in a test's failure output: keep the signature out of it.
+        shown = {k: "***" if k in _SECRET_PARAMS else v for k, v in query.items()}
+        record = ConversationRecord(query.get("agent_id", ""), shown, ws.subprotocol)
         self.conversations.append(record)
         if self.settings.max_records is not None:
             del self.conversations[: -self.settings.max_records]

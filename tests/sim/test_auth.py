@@ -99,6 +99,9 @@ async def test_private_agent_accepts_a_valid_signature() -> None:
         async with connect(url) as ws:
             await Client(ws).initiate()
             await Client(ws).wait_for(ConversationInitiationMetadata)
+        record = sim.conversations[0]
+        assert record.query["conversation_signature"] == "***"  # kept out of records
+        assert record.query["source"] == "python_sdk"
 
 
 @pytest.mark.parametrize(
