@@ -15,6 +15,7 @@ from piagent.sim.agent import (
     load_agent_file,
     parse_agent_file,
 )
+from piagent.sim.scenario import Scenario
 
 AGENTS = """
 agents:
@@ -129,3 +130,20 @@ def test_programmatic_definitions_accept_plain_values_and_are_validated() -> Non
         AgentDefinition(audio_pace=0)
     merged = agent.merged({"first_message": "x"})
     assert merged.first_message == "x" and merged.output_format is AudioFormat.ULAW_8000
+
+
+def readme_yaml_blocks() -> list[str]:
+    readme = Path(__file__).resolve().parents[2] / "piagent" / "sim" / "README.md"
+    parts = readme.read_text().split("```yaml\n")[1:]
+    return [part.split("```")[0] for part in parts]
+
+
+def test_readme_agent_file_lists_the_defaults() -> None:
+    agent_block, scenario_block = readme_yaml_blocks()
+    loaded = parse_agent_file(agent_block)
+    (agent,) = loaded.agents
+    assert agent == AgentDefinition(
+        agent_id="agent_123", first_message="Hi {{user_name}}!", prompt="You are ..."
+    )
+    assert loaded.server == ServerSettings()
+    assert len(Scenario.from_yaml(scenario_block).steps) == 11
