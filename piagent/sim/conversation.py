@@ -575,9 +575,10 @@ class Conversation:
         if interval is None or not self.agent.sends("ping"):
             return
         await self._metadata_sent.wait()
+        previous: int | None = None
         while True:
             await asyncio.sleep(interval)
-            if self._pings:
+            if previous in self._pings:  # the last ping is still unanswered
                 self.record.pongs_missed += 1
                 self._missed_in_row += 1
                 limit = self.agent.max_missed_pongs
@@ -591,6 +592,7 @@ class Conversation:
             else:
                 frame = encode(Ping(event_id, self._last_rtt_ms))
             self._pings[event_id] = self._loop.time()
+            previous = event_id
             while len(self._pings) > 16:
                 del self._pings[next(iter(self._pings))]
             self.record.pings_sent += 1

@@ -139,3 +139,16 @@ async def test_timers_do_not_fire_early(key: str) -> None:
         await client.turn_audio(1)
         await asyncio.sleep(0.3)
         assert sim.conversations[0].close_code is None
+
+
+async def test_a_missed_pong_is_counted_once() -> None:
+    agent = fast_agent(ping_interval=0.1)
+    async with SimServer([agent]) as sim, talk(sim) as client:
+        client.auto_pong = False
+        await client.wait_for(Ping)  # left unanswered
+        client.auto_pong = True
+        for _ in range(4):
+            await client.wait_for(Ping)
+    record = sim.conversations[0]
+    assert record.pongs_missed == 1
+    assert len(record.pongs) >= 3
