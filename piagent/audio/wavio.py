@@ -1,0 +1,302 @@
+"""The ``wav`` audio backend: a WAV-file microphone and speaker, paced in real time.
+
+Owns the promise interface.md makes for ``audio.backend: wav``. ``WavMicrophone`` reads a 16-bit
+mono WAV at any rate and yields ``chunk_ms`` frames on the event loop's clock, then silence
+forever, as a capture device would. ``WavSpeaker`` is a task that pulls one period from its
+source (a ``Playback``) every period and appends it to a 16-bit mono WAV: a timeline, with
+silence written whenever nothing plays, so a sample's position in the file is the moment it was
+played and what a flush drops is never written. The header's sizes are rewritten after every
+append (data first, then header, then flush), so the file is valid WAV whenever the daemon is
+not inside a write, and complete once the task ends.
+
+Both keep absolute deadlines (``start + k * period``), so lateness never accumulates into
+drift: after the loop was held up they catch up at once, as a device's buffer would. Both
+satisfy the same small shapes as the PyAudio devices (``rate``, ``name``, ``healthy``, and
+``frames()`` or ``run()``), so the service picks a backend in one place.
+
+No threads: everything runs on the event loop. The file writes are a few hundred bytes per
+period to a local file, small enough not to need an executor. Imports numpy, the standard
+``wave`` module and piagent's audio helpers; never PyAudio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import wave
+from collections.abc import AsyncGenerator, Callable
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import numpy as np
+
+from piagent.audio.codecs import Samples, decode_pcm16, encode_pcm16
+from piagent.audio.levels import apply_gain
+from piagent.errors import PiagentError
+
+__all__ = ["SampleSource", "WavFileError", "WavMicrophone", "WavSpeaker", "read_wav"]
+
+logger = logging.getLogger(__name__)
+
+_HEADER_BYTES = 44
+_MAX_DATA_BYTES = 0xFFFFFFFF - (_HEADER_BYTES - 8)  # the RIFF size field is 32 bits
+
+
+class WavFileError(PiagentError):
+    """A WAV file the ``wav`` backend cannot use; the message names the file and the fix."""
+
+
+class SampleSource(Protocol):
+    """What a speaker plays from (``Playback`` is one)."""
+
+    def read(self, n: int) -> Samples:
+        """Exactly ``n`` int16 samples to play next (silence when there is nothing)."""
+        ...
+
+
+def read_wav(path: Path) -> tuple[Samples, int]:
+    """The samples and rate (Hz) of a 16-bit mono PCM WAV; ``WavFileError`` otherwise."""
+    fix = f"convert it with: sox '{path}' -b 16 -c 1 -e signed-integer converted.wav"
+    try:
+        with wave.open(str(path), "rb") as wav:
+            channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
+            if channels != 1 or width != 2:
+                raise WavFileError(
+                    f"{path}: need 16-bit mono PCM, got {8 * width}-bit with {channels} "
+                    f"channel(s); {fix}"
+                )
+            data = wav.readframes(wav.getnframes())
+    except wave.Error as exc:
+        raise WavFileError(f"{path}: not a 16-bit PCM WAV file ({exc}); {fix}") from exc
+    except EOFError as exc:
+        raise WavFileError(f"{path}: truncated WAV header; {fix}") from exc
+    except OSError as exc:
+        raise WavFileError(f"{path}: cannot read the WAV file ({exc.strerror or exc})") from exc
+    return decode_pcm16(data), rate
+
+
+class WavMicrophone:
+    """A microphone that plays a WAV file into the daemon in real time, then silence.
+
+    ``chunk_ms`` is the frame length in ms; ``gain_db`` a software gain, as the PyAudio mic's;
+    ``clock`` is the running loop's ``time`` unless a test injects another (seconds). The file
+    is read (and checked) when the microphone is made.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        chunk_ms: int = 20,
+        gain_db: float = 0.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if chunk_ms <= 0:
+            raise ValueError(f"chunk_ms must be positive, got {chunk_ms}")
+        self._path = Path(path)
+        self._samples, self._rate = read_wav(self._path)
+        self._chunk_ms = chunk_ms
+        self._gain_db = gain_db
+        self._clock = clock
+        self._frames = 0  # frames delivered so far, across calls to frames()
+        self._clipped = 0
+
+    @property
+    def rate(self) -> int:
+        """The file's sample rate (Hz): the rate of every frame."""
+        return self._rate
+
+    @property
+    def name(self) -> str:
+        return str(self._path)
+
+    @property
+    def healthy(self) -> bool:
+        """Always True: a file does not fail once read."""
+        return True
+
+    @property
+    def overruns(self) -> int:
+        """Always 0: frames are made on demand, so none are lost."""
+        return 0
+
+    @property
+    def clipped(self) -> int:
+        """Samples clipped by ``gain_db`` so far."""
+        return self._clipped
+
+    @property
+    def duration_s(self) -> float:
+        """The file's length in seconds (silence follows)."""
+        return len(self._samples) / self._rate
+
+    def _frame(self, index: int) -> Samples:
+        """Frame ``index`` (from 0): the file's samples in it, zero-padded past the end."""
+        start = index * self._chunk_ms * self._rate // 1000
+        end = (index + 1) * self._chunk_ms * self._rate // 1000
+        frame = np.zeros(end - start, dtype=np.int16)
+        if start < len(self._samples):
+            part = self._samples[start:end]
+            frame[: len(part)] = part
+        if self._gain_db != 0.0:
+            frame, clipped = apply_gain(frame, self._gain_db)
+            self._clipped += clipped
+        return frame
+
+    async def frames(self) -> AsyncGenerator[Samples, None]:
+        """Frames of ``chunk_ms``, each delivered once it has been "captured": frame ``k`` of
+        this call at ``start + (k + 1) * chunk_ms``. Endless; cancel or close to stop."""
+        clock = self._clock or asyncio.get_running_loop().time
+        chunk_s = self._chunk_ms / 1000
+        start = clock()
+        count = 0
+        while True:
+            count += 1
+            delay = start + count * chunk_s - clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            frame = self._frame(self._frames)
+            self._frames += 1
+            yield frame
+
+
+class WavSpeaker:
+    """A speaker that writes what it plays, silence included, to a WAV file in real time.
+
+    Every ``period_ms`` (absolute deadlines on the loop's clock) ``run`` pulls one period of
+    ``rate`` Hz samples from ``source`` and appends it to ``path``, which it creates (with its
+    parent directories) or overwrites at start.
+    """
+
+    def __init__(
+        self, path: Path | str, rate: int, source: SampleSource, *, period_ms: int = 20
+    ) -> None:
+        if rate <= 0 or period_ms <= 0:
+            raise ValueError(f"rate and period_ms must be positive, got {rate}, {period_ms}")
+        self._path = Path(path)
+        self._rate = rate
+        self._source = source
+        self._period_ms = period_ms
+        self._healthy = True
+        self._start_time: float | None = None
+        self._written = 0  # samples in the file
+        self._full = False  # the file reached the format's 4 GiB limit
+
+    @property
+    def rate(self) -> int:
+        return self._rate
+
+    @property
+    def name(self) -> str:
+        return str(self._path)
+
+    @property
+    def healthy(self) -> bool:
+        """False once writing the file has failed."""
+        return self._healthy
+
+    @property
+    def start_time(self) -> float | None:
+        """Loop time at which the file's sample 0 played (None before ``run``)."""
+        return self._start_time
+
+    @property
+    def samples_written(self) -> int:
+        """Samples in the file so far."""
+        return self._written
+
+    def _period_end(self, index: int) -> int:
+        """Samples played once period ``index`` (from 0) has been: integer-exact at any rate."""
+        return (index + 1) * self._period_ms * self._rate // 1000
+
+    async def run(self) -> None:
+        """Write the timeline until cancelled; the file is complete when this returns."""
+        loop = asyncio.get_running_loop()
+        period_s = self._period_ms / 1000
+        try:
+            file = self._create()
+        except OSError as exc:
+            self._healthy = False
+            raise WavFileError(f"{self._path}: cannot create the speaker file ({exc})") from exc
+        with file:
+            try:
+                start = self._start_time = loop.time()
+                played = 0  # samples pulled from the source: the timeline's position
+                index = 0  # the next period to play
+                while True:
+                    # Every period whose deadline has passed is due, the current one included:
+                    # after the loop was held up, catch up as a device's buffer would.
+                    due = int((loop.time() - start) / period_s) + 1
+                    chunks: list[Samples] = []
+                    while index < due:
+                        end = self._period_end(index)
+                        chunks.append(self._read(end - played))
+                        played = end
+                        index += 1
+                    self._append(file, np.concatenate(chunks))
+                    await asyncio.sleep(max(0.0, start + index * period_s - loop.time()))
+            except OSError as exc:
+                self._healthy = False
+                raise WavFileError(f"{self._path}: cannot write the speaker file ({exc})") from exc
+            finally:
+                if self._healthy:
+                    self._write_sizes(file)
+
+    def _read(self, n: int) -> Samples:
+        samples = self._source.read(n)
+        if len(samples) == n:
+            return samples
+        fitted = np.zeros(n, dtype=np.int16)  # a source that broke its promise: keep time
+        fitted[: min(n, len(samples))] = samples[:n]
+        return fitted
+
+    def _create(self) -> BinaryIO:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        file = open(self._path, "wb")  # noqa: SIM115 - closed by run's with block
+        file.write(_wav_header(self._rate, 0))
+        file.flush()
+        self._written = 0
+        self._full = False
+        return file
+
+    def _append(self, file: BinaryIO, samples: Samples) -> None:
+        """Data first, then the sizes: the header never claims bytes that are not there."""
+        if self._full:
+            return
+        if (self._written + len(samples)) * 2 > _MAX_DATA_BYTES:
+            self._full = True
+            logger.warning("%s: WAV size limit (4 GiB) reached; writing no more", self._path)
+            return
+        file.write(encode_pcm16(samples))
+        self._written += len(samples)
+        self._write_sizes(file)
+
+    def _write_sizes(self, file: BinaryIO) -> None:
+        data_bytes = self._written * 2
+        file.seek(4)
+        file.write(struct.pack("<I", data_bytes + _HEADER_BYTES - 8))
+        file.seek(40)
+        file.write(struct.pack("<I", data_bytes))
+        file.seek(0, 2)
+        file.flush()
+
+
+def _wav_header(rate: int, data_bytes: int) -> bytes:
+    """The canonical 44-byte header of a 16-bit mono PCM WAV."""
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        data_bytes + _HEADER_BYTES - 8,
+        b"WAVE",
+        b"fmt ",
+        16,  # fmt chunk size
+        1,  # PCM
+        1,  # channels
+        rate,
+        rate * 2,  # bytes per second
+        2,  # block align
+        16,  # bits per sample
+        b"data",
+        data_bytes,
+    )
