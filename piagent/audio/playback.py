@@ -237,7 +237,8 @@ class Playback:
     # Producer side (the event loop)
 
     def play(self, samples: Samples) -> None:
-        """Queue int16 mono speech at ``rate``; returns at once."""
+        """Queue int16 mono speech at ``rate``; returns at once. The array is kept, not
+        copied: do not change it afterwards."""
         chunk = np.asarray(samples, dtype=np.int16)
         if chunk.size == 0:
             return
@@ -259,7 +260,8 @@ class Playback:
             self._dry_at = None
 
     def play_earcon(self, kind: EarconKind) -> None:
-        """Mix the earcon ``kind`` over whatever plays, starting with the next ``read``."""
+        """Mix the earcon ``kind`` over whatever plays (at the volume), starting with the next
+        ``read``; several earcons at once are mixed together."""
         sound = earcon(kind, self._rate)
         with self._lock:
             self._earcons.append((sound, 0))
