@@ -120,6 +120,9 @@ class AudioSink(Protocol):
     def flush(self) -> None:
         """Drop everything queued: silent within one device period."""
 
+    def mark_end(self) -> None:
+        """The agent's turn has no more audio: play what is queued without waiting for more."""
+
     async def wait_drained(self) -> None:
         """Return once everything queued has been played."""
 
@@ -711,7 +714,7 @@ class AgentClient:
         match event:
             case ConversationInitiationMetadata():
                 self._on_started(conv, event)
-            case Audio(audio=data, event_id=turn):
+            case Audio(audio=data, event_id=turn, is_final=is_final):
                 fmt = session.output_format
                 assert fmt is not None and conv.down is not None
                 try:
@@ -721,6 +724,8 @@ class AgentClient:
                     return
                 # int16 in, int16 out: the resampler keeps the sample type.
                 self._sink.play(cast(Samples, conv.down.process(samples)))
+                if is_final:
+                    self._sink.mark_end()
                 self._playing.set()
                 self._touch()
                 if self._awaiting_reply_since is not None:

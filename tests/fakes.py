@@ -26,6 +26,7 @@ class PacedSink:
         self.played: list[Samples] = []  # what finished playing, in order
         self.flushes = 0
         self.flushed_samples = 0
+        self.turn_ends = 0
 
     @property
     def rate(self) -> int:
@@ -64,6 +65,9 @@ class PacedSink:
             self._play_start = self._now()
         self._queue.append(np.asarray(samples, dtype=np.int16))
         self._queued_samples += len(samples)
+
+    def mark_end(self) -> None:
+        self.turn_ends += 1
 
     def flush(self) -> None:
         self._advance()
