@@ -80,7 +80,11 @@ async def test_first_message_turn_structure() -> None:
             assert chunk.alignment is not None
             assert all(0 <= t < 100 for t in chunk.alignment.char_start_times_ms)
             assert len(chunk.alignment.char_durations_ms) == len(chunk.alignment.chars)
-    assert sim.conversations[0].agent_turns == {1: text}
+    record = sim.conversations[0]
+    assert record.agent_turns == {1: text}
+    sent = record.sent_events()
+    assert isinstance(sent[0], ConversationInitiationMetadata)
+    assert [e for e in sent if isinstance(e, Audio)] == chunks
 
 
 @pytest.mark.parametrize("order", ["before_audio", "after_audio"])
