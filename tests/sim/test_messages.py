@@ -10,7 +10,9 @@ from piagent.protocol.messages import (
     ConversationInitiationMetadata,
     ErrorEvent,
     Feedback,
+    FileInput,
     McpToolApprovalResult,
+    MultimodalMessage,
     Ping,
     Pong,
     UnknownMessage,
@@ -143,3 +145,11 @@ async def test_pongs_are_recorded_in_received() -> None:
     record = sim.conversations[0]
     assert len(record.pongs) >= 3
     assert [m.event_id for m in record.received if isinstance(m, Pong)] == record.pongs
+
+
+async def test_multimodal_message_text_is_a_user_turn() -> None:
+    async with SimServer([fast_agent()]) as sim, talk(sim) as client:
+        await ready(client)
+        await client.send(MultimodalMessage("What is this?", FileInput("file_1")))
+        await client.wait_for(AgentResponse, where=lambda r: r.text == "You wrote: What is this?")
+    assert MultimodalMessage("What is this?", FileInput("file_1")) in sim.conversations[0].received
