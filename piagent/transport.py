@@ -171,18 +171,20 @@ class LinkSettings:
 
 async def open_socket(url: str, settings: LinkSettings) -> ClientConnection:
     """Open the WebSocket; raises ``ConnectFailed`` with the classified reason."""
-    half = settings.stall_timeout / 2
+    # A silent server is noticed and the socket torn down within stall_timeout: a ping every
+    # interval, as long again for its pong, then the close handshake, which a stalled server
+    # never completes, bounded by close_timeout.
+    close_timeout = min(CLOSE_TIMEOUT, settings.stall_timeout / 4)
+    interval = (settings.stall_timeout - close_timeout) / 2
     logger.info("connecting to %s", redact_url(url))
     try:
         return await connect(
             url,
             max_size=MAX_MESSAGE_BYTES,
             open_timeout=settings.connect_timeout,
-            # A ping every half bound, and half a bound for its pong: a silent server is
-            # noticed within stall_timeout.
-            ping_interval=half,
-            ping_timeout=half,
-            close_timeout=CLOSE_TIMEOUT,
+            ping_interval=interval,
+            ping_timeout=interval,
+            close_timeout=close_timeout,
             compression=None,  # base64 audio gains nothing from deflate; saves CPU on a Pi
             user_agent_header="piagent",
             logger=_ws_logger,
