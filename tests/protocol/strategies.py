@@ -214,7 +214,12 @@ def _initiations(conformant: bool) -> st.SearchStrategy[m.ConversationInitiation
 
 def client_messages(*, conformant: bool = False) -> st.SearchStrategy[m.ClientMessage]:
     """Every client message class (``UserAudioChunk`` included)."""
-    return st.one_of(
+    return st.one_of(client_message_strategies(conformant=conformant))
+
+
+def client_message_strategies(*, conformant: bool = False) -> list[st.SearchStrategy[Any]]:
+    """One strategy per client message class."""
+    return [
         st.builds(m.UserAudioChunk, audio=st.binary(max_size=48)),
         _initiations(conformant),
         st.builds(m.Pong, event_id=event_ids),
@@ -240,7 +245,7 @@ def client_messages(*, conformant: bool = False) -> st.SearchStrategy[m.ClientMe
             text=_optional(texts),
             file=_optional(st.builds(m.FileInput, file_id=ids)),
         ),
-    )
+    ]
 
 
 # --------------------------------------------------------------------------------------------

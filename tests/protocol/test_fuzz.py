@@ -31,7 +31,7 @@ from piagent.protocol.messages import (
     parse_server,
 )
 from tests.protocol.strategies import (
-    client_messages,
+    client_message_strategies,
     json_objects,
     json_values,
     server_event_strategies,
@@ -342,7 +342,11 @@ def test_mutated_server_frames_raise_only_remote_protocol_error() -> None:
 
 
 def test_mutated_client_frames_raise_only_remote_protocol_error() -> None:
-    tally = _mutation_fuzz(client_messages(), parse_client, CLIENT_MESSAGES)
+    strategies = client_message_strategies()
+    per_class = -(-CLIENT_MESSAGES // len(strategies))
+    tally = Tally()
+    for strategy in strategies:
+        _mutation_fuzz(strategy, parse_client, per_class, tally)
     assert tally.frames >= CLIENT_MESSAGES * MUTATIONS_PER_MESSAGE, tally
     assert tally.rejected >= tally.frames // 4, tally
     assert tally.accepted >= tally.frames // 10, tally
