@@ -77,7 +77,8 @@ class PacedSink:
         self._queued_samples = 0
 
     async def wait_drained(self) -> None:
-        while self.is_playing:
+        # Each sleep lasts exactly until the queued audio ends; audio queued meanwhile extends it.
+        while self.is_playing:  # noqa: ASYNC110
             await asyncio.sleep(max(0.005, self.queued_seconds))
 
     def heard(self) -> Samples:
