@@ -52,20 +52,22 @@ MIN_SECRET_CHARS: Final = 4  # shorter registered strings are ignored: they woul
 _API_KEY = re.compile(r"sk_[A-Za-z0-9]{20,}")
 _QUERY_SECRET = re.compile(r"((?:conversation_signature|token)=)[^&\s\"'#]+")
 
-_secrets: set[str] = set()
+# Longest first, so that a secret containing another is replaced whole. A tuple replaced as a
+# whole, never mutated: records are redacted on any thread (PortAudio's, gpiozero's).
+_secrets: tuple[str, ...] = ()
 
 
 def register_secret(value: str | Secret) -> None:
     """Redact ``value`` wherever it appears in a log record from now on (process-wide)."""
+    global _secrets
     text = value.reveal() if isinstance(value, Secret) else value
-    if len(text) >= MIN_SECRET_CHARS:
-        _secrets.add(text)
+    if len(text) >= MIN_SECRET_CHARS and text not in _secrets:
+        _secrets = tuple(sorted((*_secrets, text), key=len, reverse=True))
 
 
 def redact(text: str) -> str:
     """``text`` with every API key, signed-URL secret and registered secret replaced by ***."""
-    # Longest first, so that a secret containing another is replaced whole.
-    for secret in sorted(_secrets, key=len, reverse=True):
+    for secret in _secrets:
         text = text.replace(secret, REDACTED)
     text = _API_KEY.sub(REDACTED, text)
     return _QUERY_SECRET.sub(rf"\1{REDACTED}", text)

@@ -117,10 +117,10 @@ def with_server(
     asyncio.run(main())
 
 
-async def ctl(path: Path, *argv: str) -> tuple[int, str, str]:
+async def ctl(path: Path, *argv: str, wait: float = 5.0) -> tuple[int, str, str]:
     """``piagent ctl ARGV`` in a thread, as a separate process would run it."""
     out, err = io.StringIO(), io.StringIO()
-    code = await asyncio.to_thread(run_ctl, path, argv, stdout=out, stderr=err, timeout=5.0)
+    code = await asyncio.to_thread(run_ctl, path, argv, stdout=out, stderr=err, timeout=wait)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -337,6 +337,22 @@ def test_malformed_or_missing_answers(tmp_path: Path) -> None:
     asyncio.run(answer_with(path, b"[1, 2]\n", not_an_answer))
     path.unlink()
     asyncio.run(answer_with(path, b"", silence))
+
+
+def test_a_daemon_that_never_answers(tmp_path: Path) -> None:
+    path = tmp_path / "mute.sock"
+
+    async def listen_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client gives up
+        writer.close()
+
+    async def main() -> None:
+        async with await asyncio.start_unix_server(listen_only, path=str(path)):
+            code, out, err = await ctl(path, "press", wait=0.3)
+        assert (code, out) == (EX_UNAVAILABLE, "")
+        assert err == f"piagent ctl: no answer from piagent on {path} in 0.3 s\n"
+
+    asyncio.run(main())
 
 
 # The socket file
