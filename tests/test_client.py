@@ -457,7 +457,7 @@ def test_rejected_api_key_is_fatal_and_never_logged(caplog: pytest.LogCaptureFix
 
 
 def test_stalled_server_is_detected_within_the_bound() -> None:
-    scenario = Scenario.from_yaml("agent: {first_message: \"\"}\nsteps:\n  - stall: 30\n")
+    scenario = Scenario.from_yaml('agent: {first_message: ""}\nsteps:\n  - stall: 30\n')
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
