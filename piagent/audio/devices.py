@@ -1,0 +1,913 @@
+"""PyAudio adapters: the microphone and the speaker, the only place PortAudio threads exist.
+
+Owns PortAudio: creating and terminating ``pyaudio.PyAudio`` instances, finding a device by a
+stable name (:func:`resolve_device`), choosing its sample rate (:func:`negotiate_rate`), the
+capture and playback streams (:class:`Microphone`, :class:`Speaker`), noticing when a device is
+lost and reopening it by name, and ``piagent devices`` (:func:`list_devices`).
+
+Threads. PortAudio runs one callback thread per open stream. A microphone's callback does one
+thing: ``loop.call_soon_threadsafe`` to hand the captured bytes to the event loop, where they are
+cut into frames. A speaker's callback must return samples at once, so it pulls them from its
+``source`` (``SampleSource.read``, thread-safe and never blocking) and only sets counters the
+loop reads. Closing a stream runs in a short-lived daemon thread, because PortAudio's close
+joins the callback thread and that thread can be stuck in a system call on a failing device:
+the loop waits for it with a timeout and abandons it rather than hang. Everything else,
+including opening (a few milliseconds; it briefly blocks the loop), runs on the event loop.
+``_PORTAUDIO_LOCK`` serialises PortAudio's process-wide calls (initialise, open, close,
+terminate) between the loop and those closing threads; nothing else takes a lock.
+
+Each device has its own ``PyAudio`` instance, created anew for every (re)open so that PortAudio
+enumerates the devices again; PortAudio counts initialisations, so it only re-enumerates when no
+other instance is alive (a returning USB device keeps its name, usually its card number too).
+
+PortAudio and ALSA print start-up noise (JACK probing, unusable PCMs) on file descriptor 2:
+fd 2 points at /dev/null while PortAudio initialises, probes and opens, and one INFO line per
+opened device is logged instead.
+
+Imports nothing from piagent but ``errors``, ``config`` and ``audio.codecs``; no I/O at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import logging
+import os
+import re
+import sys
+import threading
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Final, Protocol
+
+import numpy as np
+import pyaudio
+
+from piagent.audio.codecs import Samples
+from piagent.config import AudioInputConfig, AudioOutputConfig
+from piagent.errors import PiagentError
+
+__all__ = [
+    "FALLBACK_RATES",
+    "PROBED_RATES",
+    "DeviceError",
+    "DeviceInfo",
+    "Microphone",
+    "SampleSource",
+    "Speaker",
+    "alsa_hw_name",
+    "format_devices",
+    "list_devices",
+    "negotiate_rate",
+    "resolve_device",
+]
+
+logger = logging.getLogger(__name__)
+
+# Tried in this order when neither the config nor the device's default rate settles it.
+FALLBACK_RATES: Final = (48000, 44100, 32000, 22050, 16000, 8000)
+# The rates ``piagent devices`` reports for each direction.
+PROBED_RATES: Final = (8000, 11025, 16000, 22050, 32000, 44100, 48000)
+
+_FORMAT: Final = pyaudio.paInt16  # mono int16 everywhere; conversions happen in piagent
+_SAMPLE_BYTES: Final = 2
+_FULL_SCALE: Final = 32767  # |sample| >= this counts as clipped
+_LOCK_TIMEOUT_S: Final = 0.25  # how long the loop waits for a closing thread to let go
+_PROC_ASOUND_CARDS: Final = Path("/proc/asound/cards")
+
+# Serialises PortAudio's process-wide state (its initialisation count and list of open
+# streams) between the event loop and the threads that close streams.
+_PORTAUDIO_LOCK = threading.Lock()
+
+
+class DeviceError(PiagentError):
+    """An audio device cannot be found, does not accept the format, or failed to open.
+
+    The message says what exists or what the device accepts, so the config can be fixed.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """One PortAudio device. Rates are only filled in by :func:`list_devices`."""
+
+    index: int  # PortAudio device index (changes when devices come and go)
+    name: str  # PortAudio's name, e.g. "USB Audio Device: - (hw:1,0)" or an ALSA PCM name
+    input_channels: int
+    output_channels: int
+    default_rate: int  # Hz
+    input_rates: tuple[int, ...] = ()  # those of PROBED_RATES accepted as mono int16 capture
+    output_rates: tuple[int, ...] = ()  # the same for playback
+
+    def channels(self, *, is_input: bool) -> int:
+        """Channel count in one direction."""
+        return self.input_channels if is_input else self.output_channels
+
+
+class SampleSource(Protocol):
+    """What a speaker plays: ``piagent.audio.playback.Playback`` is one."""
+
+    def read(self, n: int) -> Samples:
+        """Exactly ``n`` int16 samples, silence where nothing plays.
+
+        Called on PortAudio's thread: must be thread-safe, cheap and never block.
+        """
+        ...
+
+
+# ----------------------------------------------------------------------------------------------
+# PortAudio access: one caller at a time, with its start-up noise sent to /dev/null
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Point fd 2 at /dev/null for the duration (PortAudio/ALSA/JACK print there directly)."""
+    sys.stderr.flush()  # our own buffered text belongs to the real stderr
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 at all: nothing to silence
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+        finally:
+            os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def _portaudio_access(timeout: float = -1) -> Iterator[None]:
+    """Hold ``_PORTAUDIO_LOCK`` (DeviceError after ``timeout`` s) with fd 2 silenced."""
+    if not _PORTAUDIO_LOCK.acquire(timeout=timeout):
+        raise DeviceError("PortAudio is busy closing another stream")
+    try:
+        with _stderr_silenced():
+            yield
+    finally:
+        _PORTAUDIO_LOCK.release()
+
+
+def _enumerate(pa: Any) -> list[DeviceInfo]:
+    devices = []
+    for index in range(pa.get_device_count()):
+        info: Mapping[str, Any] = pa.get_device_info_by_index(index)
+        devices.append(
+            DeviceInfo(
+                index=index,
+                name=str(info["name"]),
+                input_channels=int(info["maxInputChannels"]),
+                output_channels=int(info["maxOutputChannels"]),
+                default_rate=round(float(info["defaultSampleRate"])),
+            )
+        )
+    return devices
+
+
+def _supports(pa: Any, index: int, rate: int, *, is_input: bool) -> bool:
+    """Whether the device accepts mono int16 at ``rate`` (PyAudio raises ValueError if not)."""
+    if is_input:
+        args = {"input_device": index, "input_channels": 1, "input_format": _FORMAT}
+    else:
+        args = {"output_device": index, "output_channels": 1, "output_format": _FORMAT}
+    try:
+        return bool(pa.is_format_supported(rate, **args))
+    except ValueError:
+        return False
+
+
+def list_devices(rates: Sequence[int] = PROBED_RATES) -> list[DeviceInfo]:
+    """Every PortAudio device, with the ``rates`` each direction accepts as mono int16.
+
+    Probing opens each device, so a device in use by another program reports no rates.
+    """
+    with _portaudio_access():
+        pa = pyaudio.PyAudio()
+        try:
+            devices = []
+            for device in _enumerate(pa):
+                probe = functools.partial(_supports, pa, device.index)
+                devices.append(
+                    DeviceInfo(
+                        index=device.index,
+                        name=device.name,
+                        input_channels=device.input_channels,
+                        output_channels=device.output_channels,
+                        default_rate=device.default_rate,
+                        input_rates=tuple(
+                            r for r in rates if device.input_channels and probe(r, is_input=True)
+                        ),
+                        output_rates=tuple(
+                            r for r in rates if device.output_channels and probe(r, is_input=False)
+                        ),
+                    )
+                )
+            return devices
+        finally:
+            pa.terminate()
+
+
+def _khz(rates: Sequence[int]) -> str:
+    return " ".join(f"{rate / 1000:g}" for rate in rates) or "-"
+
+
+def format_devices(devices: Sequence[DeviceInfo]) -> str:
+    """A table for ``piagent devices``: one row per device, rates in kHz."""
+    header = ("index", "name", "in", "out", "default Hz", "input kHz", "output kHz")
+    rows = [header] + [
+        (
+            str(d.index),
+            d.name,
+            str(d.input_channels),
+            str(d.output_channels),
+            str(d.default_rate),
+            _khz(d.input_rates),
+            _khz(d.output_rates),
+        )
+        for d in devices
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    right = {0, 2, 3, 4}  # numbers
+    lines = [
+        "  ".join(
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ).rstrip()
+        for row in rows
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Finding a device and its rate
+
+
+_ALSA_HW = re.compile(
+    r"(?:plug)?hw:(?:CARD=)?(?P<card>[^,\s]+)(?:,(?:DEV=)?(?P<dev>\d+))?", re.IGNORECASE
+)
+_CARD_LINE = re.compile(r"^\s*(?P<number>\d+)\s+\[(?P<id>[^\]]+?)\s*\]")
+
+
+def alsa_hw_name(name: str, cards: str | None = None) -> str | None:
+    """``hw:N,M`` for an ALSA hardware name, as PortAudio shows it: ``... (hw:N,M)``.
+
+    Takes ``hw:1``, ``hw:1,0``, ``plughw:CARD=Device,DEV=0`` and the like; a card given by its ID
+    is looked up in ``cards`` (the text of /proc/asound/cards, read when None). None when
+    ``name`` is not such a name or the card does not exist.
+    """
+    match = _ALSA_HW.fullmatch(name.strip())
+    if match is None:
+        return None
+    card, dev = match["card"], match["dev"] or "0"
+    if not card.isdigit():
+        if cards is None:
+            try:
+                cards = _PROC_ASOUND_CARDS.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                return None
+        numbers = {
+            m["id"]: m["number"] for line in cards.splitlines() if (m := _CARD_LINE.match(line))
+        }
+        if card not in numbers:
+            return None
+        card = numbers[card]
+    return f"hw:{int(card)},{int(dev)}"
+
+
+def resolve_device(
+    devices: Sequence[DeviceInfo], wanted: str | int, *, is_input: bool, cards: str | None = None
+) -> DeviceInfo:
+    """The device ``wanted`` names, among those with channels in the wanted direction.
+
+    In order: an exact name (``default``, ``fakemic``); a unique name containing ``wanted``
+    (case-insensitive: ``USB``); an ALSA hardware name translated by :func:`alsa_hw_name`
+    (``plughw:CARD=Device,DEV=0`` finds ``... (hw:1,0)``); an index (an int, or a string of
+    digits). Raises DeviceError listing the candidates otherwise.
+    """
+    direction = "input" if is_input else "output"
+    usable = [d for d in devices if d.channels(is_input=is_input) > 0]
+    if isinstance(wanted, str):
+        exact = [d for d in usable if d.name == wanted]
+        if exact:
+            return exact[0]
+        needle = wanted.casefold()
+        partial = [d for d in usable if needle in d.name.casefold()]
+        if len(partial) == 1:
+            return partial[0]
+        if len(partial) > 1:
+            names = ", ".join(repr(d.name) for d in partial)
+            raise DeviceError(f"{direction} device {wanted!r} is ambiguous: it matches {names}")
+        hw = alsa_hw_name(wanted, cards)
+        if hw is not None:
+            hits = [d for d in usable if d.name.endswith(f"({hw})")]
+            if hits:
+                return hits[0]
+        if wanted.strip().isdigit():
+            wanted = int(wanted)
+    if isinstance(wanted, int):
+        for d in usable:
+            if d.index == wanted:
+                return d
+    known = "; ".join(f"{d.index}: {d.name!r}" for d in usable) or "none"
+    where = "exists but has no channels" if any(d.name == wanted for d in devices) else "not found"
+    raise DeviceError(
+        f"{direction} device {wanted!r} {where}; {direction} devices: {known} "
+        "(run `piagent devices`)"
+    )
+
+
+def negotiate_rate(
+    configured: int | None,
+    default_rate: int,
+    supports: Callable[[int], bool],
+    *,
+    device: str = "device",
+) -> int:
+    """The sample rate to open at: ``configured`` if given (DeviceError if the device refuses
+    it), else the device's ``default_rate`` if it accepts it, else the first of FALLBACK_RATES
+    it accepts. ``supports(rate)`` says whether the device takes mono int16 at ``rate``.
+    """
+    if configured is not None:
+        if supports(configured):
+            return configured
+        accepted = [r for r in PROBED_RATES if r != configured and supports(r)]
+        raise DeviceError(
+            f"{device} does not accept {configured} Hz (mono, 16-bit); it accepts: "
+            f"{', '.join(map(str, accepted)) or 'none of the usual rates'}"
+        )
+    for rate in (default_rate, *FALLBACK_RATES):
+        if rate > 0 and supports(rate):
+            return rate
+    raise DeviceError(
+        f"{device} accepts none of {', '.join(map(str, FALLBACK_RATES))} Hz (mono, 16-bit)"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# What both devices share: open by name, watch, reopen with backoff, close off the loop
+
+
+def _close_portaudio(stream: Any, pa: Any, clean: bool) -> None:
+    """Stop, close and terminate; runs in a closing thread (PortAudio releases the GIL)."""
+    with _PORTAUDIO_LOCK:
+        try:
+            if stream is not None:
+                if clean:
+                    stream.stop_stream()  # waits for queued output to play (at most a period)
+                stream.close()  # aborts, then joins PortAudio's thread
+        except OSError as exc:
+            logger.debug("closing the stream: %s", exc)
+        finally:
+            try:
+                pa.terminate()
+            except OSError as exc:
+                logger.debug("terminating PortAudio: %s", exc)
+
+
+class _Device:
+    """The supervision both devices share; subclasses add the stream's direction and data."""
+
+    _kind: ClassVar[str]
+    _is_input: ClassVar[bool]
+
+    def __init__(
+        self,
+        device: str | int,
+        rate: int | None,
+        *,
+        stall_timeout: float,
+        backoff_initial: float,
+        backoff_max: float,
+        close_timeout: float,
+    ) -> None:
+        self._wanted = device
+        self._rate = rate  # configured, then pinned by the first open: reopens keep it
+        self._name = str(device)
+        self._index: int | None = None
+        self._stall_timeout = stall_timeout
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._close_timeout = close_timeout
+        self._pa: Any = None
+        self._stream: Any = None
+        self._generation = 0  # callbacks of older streams are ignored
+        self._callbacks = 0  # of the current stream (written by one thread only)
+        self._flagged_run = 0  # consecutive callbacks with PortAudio status flags
+        self._xruns = 0  # callbacks with status flags, in total
+        self._failure: str | None = None  # set by a callback that had to abort
+        self._healthy = False
+        self._ever_opened = False
+        self._outage_since: float | None = None  # loop time the device went missing
+        self._outage_logged = False
+
+    # -- public ---------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """PortAudio's name of the device once opened; the configured name before."""
+        return self._name
+
+    @property
+    def rate(self) -> int:
+        """Sample rate in Hz: configured, or negotiated by the first open and kept after."""
+        if self._rate is None:
+            raise DeviceError(
+                f"the {self._kind}'s rate is not known until it opens: call open() first, or "
+                f"configure audio.{'input' if self._is_input else 'output'}.rate"
+            )
+        return self._rate
+
+    @property
+    def healthy(self) -> bool:
+        """True while the stream is open and audio is flowing through its callbacks."""
+        return self._healthy
+
+    @property
+    def xruns(self) -> int:
+        """Callbacks that arrived with PortAudio status flags (overflow or underflow)."""
+        return self._xruns
+
+    def open(self) -> None:
+        """Find the device by name, negotiate the rate and start the stream (no-op if open).
+
+        Runs on the event loop's thread (blocking it for the few ms PortAudio takes); raises
+        DeviceError when the device is missing, refuses the rate or fails to open.
+        """
+        if self._stream is not None:
+            return
+        self._prepare()
+        with _portaudio_access(_LOCK_TIMEOUT_S):
+            pa = pyaudio.PyAudio()
+            try:
+                info = resolve_device(_enumerate(pa), self._wanted, is_input=self._is_input)
+                supports = functools.partial(_supports, pa, info.index, is_input=self._is_input)
+                rate = negotiate_rate(self._rate, info.default_rate, supports, device=info.name)
+                period = self._period_frames(rate)
+                self._generation += 1
+                self._callbacks = self._flagged_run = 0
+                self._failure = None
+                self._start(rate)
+                direction = "input" if self._is_input else "output"
+                stream = pa.open(
+                    rate=rate,
+                    channels=1,
+                    format=_FORMAT,
+                    frames_per_buffer=period,
+                    stream_callback=functools.partial(self._callback, self._generation),
+                    **{direction: True, f"{direction}_device_index": info.index},
+                )
+            except (OSError, ValueError) as exc:
+                pa.terminate()
+                raise DeviceError(f"cannot open {self._kind} {self._wanted!r}: {exc}") from exc
+            except BaseException:
+                pa.terminate()
+                raise
+        self._pa, self._stream = pa, stream
+        self._rate, self._name, self._index = rate, info.name, info.index
+        if self._outage_since is None and not self._ever_opened:
+            logger.info("%s open: %s", self._kind.capitalize(), self._describe())
+        else:
+            logger.debug("%s reopened: %s; waiting for audio", self._kind, self._describe())
+        self._ever_opened = True
+
+    def close(self) -> None:
+        """Stop and close the stream and terminate PortAudio (waits up to ``close_timeout``)."""
+        stream, pa, clean = self._detach()
+        if pa is None:
+            return
+        closer = threading.Thread(
+            target=_close_portaudio,
+            args=(stream, pa, clean),
+            name=f"piagent-{self._kind}-close",
+            daemon=True,
+        )
+        closer.start()
+        closer.join(self._close_timeout)
+        if closer.is_alive():
+            logger.warning(
+                "%s %r did not close within %g s; abandoning it",
+                self._kind,
+                self._name,
+                self._close_timeout,
+            )
+
+    async def run(self) -> None:
+        """Own the device: open it, watch it, and reopen it by name whenever it fails.
+
+        Never returns and never raises for a device failure: each loss is logged once at
+        WARNING with its reason, reopen attempts follow with backoff (``backoff_initial``
+        doubling to ``backoff_max``) and the return is logged at INFO. Cancelling it closes
+        the stream and terminates PortAudio; it is safe to cancel at any await.
+        """
+        delay = self._backoff_initial
+        try:
+            while True:
+                if self._stream is None:
+                    try:
+                        self.open()
+                    except DeviceError as exc:
+                        self._note_failure(str(exc))
+                    except Exception as exc:  # a bug or a PortAudio surprise: keep going
+                        logger.exception("opening %s %r", self._kind, self._wanted)
+                        self._note_failure(f"unexpected error: {exc!r}")
+                    if self._stream is None:
+                        await asyncio.sleep(delay)
+                        delay = min(2 * delay, self._backoff_max)
+                        continue
+                reason = await self._watch()
+                if self._healthy:
+                    delay = self._backoff_initial  # a fresh outage starts the backoff again
+                self._note_failure(reason)
+                await self._close_in_thread()
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, self._backoff_max)
+        finally:
+            self.close()
+
+    # -- for subclasses -------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """Before opening, on the loop's thread."""
+
+    def _start(self, rate: int) -> None:
+        """Just before the stream starts: reset per-stream state."""
+
+    def _on_down(self) -> None:
+        """The stream is gone or failing."""
+
+    def _period_frames(self, rate: int) -> int:
+        raise NotImplementedError
+
+    def _callback(
+        self, generation: int, data: bytes | None, frames: int, time_info: object, status: int
+    ) -> tuple[bytes | None, int]:
+        raise NotImplementedError
+
+    def _count_status(self, status: int) -> None:
+        if status:
+            self._xruns += 1
+            self._flagged_run += 1
+        else:
+            self._flagged_run = 0
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _detach(self) -> tuple[Any, Any, bool]:
+        """Forget the stream (its late callbacks are ignored) and hand it over for closing."""
+        stream, pa, clean = self._stream, self._pa, self._failure is None and self._healthy
+        self._stream = self._pa = None
+        self._generation += 1
+        self._healthy = False
+        self._on_down()
+        return stream, pa, clean
+
+    def _check(self) -> str | None:
+        """Why the open stream is failing, or None."""
+        if self._failure is not None:
+            return self._failure
+        try:
+            active = self._stream.is_active()
+        except OSError as exc:
+            return f"PortAudio error: {exc}"
+        if not active:
+            return "the stream stopped"
+        period_s = self._period_frames(self.rate) / self.rate
+        if self._flagged_run * period_s > self._stall_timeout:
+            return f"overruns or underruns on every period for {self._stall_timeout:g} s"
+        return None
+
+    async def _watch(self) -> str:
+        """Watch the open stream until it fails; returns the reason. Confirms health first."""
+        loop = asyncio.get_running_loop()
+        seen, progress_at = 0, loop.time()  # callbacks count from 0 for each stream
+        while True:
+            await asyncio.sleep(min(0.1, self._stall_timeout / 4))
+            reason = self._check()
+            if reason is not None:
+                return reason
+            now = loop.time()
+            if self._callbacks != seen:
+                seen, progress_at = self._callbacks, now
+                if not self._healthy:
+                    self._confirm(now)
+            elif now - progress_at > self._stall_timeout:
+                return f"no audio for {self._stall_timeout:g} s"
+
+    def _describe(self) -> str:
+        period_ms = 1000 * self._period_frames(self.rate) / self.rate
+        return f"{self._name!r} (index {self._index}), {self.rate} Hz, period {period_ms:g} ms"
+
+    def _confirm(self, now: float) -> None:
+        self._healthy = True
+        if self._outage_since is not None:
+            away = now - self._outage_since
+            logger.info("%s back after %.1f s: %s", self._kind.capitalize(), away, self._describe())
+        self._outage_since = None
+        self._outage_logged = False
+
+    def _note_failure(self, reason: str) -> None:
+        """Log a loss once (WARNING), later failed attempts at DEBUG."""
+        if self._outage_since is None:
+            self._outage_since = asyncio.get_running_loop().time()
+        if self._healthy:
+            logger.warning(
+                "%s %r lost: %s; reopening %r",
+                self._kind.capitalize(),
+                self._name,
+                reason,
+                self._wanted,
+            )
+            self._outage_logged = True
+        elif not self._outage_logged:
+            logger.warning(
+                "%s %r unavailable: %s; retrying", self._kind.capitalize(), self._wanted, reason
+            )
+            self._outage_logged = True
+        else:
+            logger.debug(
+                "%s %r still unavailable: %s", self._kind.capitalize(), self._wanted, reason
+            )
+        self._healthy = False
+        self._generation += 1  # what the failing stream still delivers is dropped
+        self._on_down()
+
+    async def _close_in_thread(self) -> None:
+        """Close off the loop, waiting at most ``close_timeout`` (cancel-safe)."""
+        stream, pa, clean = self._detach()
+        if pa is None:
+            return
+        loop = asyncio.get_running_loop()
+        closed = loop.create_future()
+
+        def finish() -> None:
+            if not closed.done():
+                closed.set_result(None)
+
+        def work() -> None:
+            _close_portaudio(stream, pa, clean)
+            with contextlib.suppress(RuntimeError):  # the loop may be closed by now
+                loop.call_soon_threadsafe(finish)
+
+        threading.Thread(target=work, name=f"piagent-{self._kind}-close", daemon=True).start()
+        try:
+            async with asyncio.timeout(self._close_timeout):
+                await asyncio.shield(closed)
+        except TimeoutError:
+            logger.warning(
+                "%s %r did not close within %g s; abandoning it",
+                self._kind,
+                self._name,
+                self._close_timeout,
+            )
+
+
+# ----------------------------------------------------------------------------------------------
+# The microphone
+
+
+class _Gain:
+    """Software gain in integer arithmetic: ``(x * g + 2**(s-1)) >> s`` in int32, clipped.
+
+    ``g / 2**s`` approximates 10**(dB/20) with ``g`` below 2**15, so the product and the
+    rounding term stay inside int32; a gain that is a power of two (20*log10(2) dB is x2) is
+    exact. 0 dB passes samples through untouched.
+    """
+
+    __slots__ = ("factor", "multiplier", "shift")
+
+    def __init__(self, gain_db: float) -> None:
+        if not -60.0 <= gain_db <= 60.0:
+            raise ValueError(f"gain_db must be within -60..60 dB, got {gain_db}")
+        self.factor = 10.0 ** (gain_db / 20.0)
+        self.shift = 0
+        while self.shift < 30 and round(self.factor * 2 ** (self.shift + 1)) < 2**15:
+            self.shift += 1
+        self.multiplier = round(self.factor * 2**self.shift)
+        if gain_db == 0.0:
+            self.multiplier = self.shift = 0  # passthrough
+
+    def apply(self, frame: Samples) -> Samples:
+        if self.multiplier == 0:
+            return frame
+        wide = frame.astype(np.int32)
+        wide *= self.multiplier
+        if self.shift:
+            wide += 1 << (self.shift - 1)
+            wide >>= self.shift
+        np.clip(wide, -32768, 32767, out=wide)
+        return wide.astype(np.int16)
+
+
+class Microphone(_Device):
+    """Capture from an ALSA device as int16 mono frames of ``chunk_ms``, on the event loop.
+
+    ``async for frame in mic.frames(): client.feed(frame)`` is the whole pump; run ``run()``
+    beside it. Frames wait in a bounded queue of ``queue_frames`` (1 s by default); when it is
+    full the OLDEST frame is dropped and counted in ``overruns``. The configured ``gain_db`` is
+    applied on the loop (see ``_Gain``); ``clipped`` counts samples at full scale
+    (|sample| >= 32767) after the gain. While the device is down (before it first opens, or
+    after a loss until it returns), ``frames()`` yields silence at real-time pace by the loop's
+    clock, so the conversation keeps its cadence; when the rate is not known yet (not
+    configured and never opened) it waits instead.
+    """
+
+    _kind = "microphone"
+    _is_input = True
+
+    def __init__(
+        self,
+        config: AudioInputConfig,
+        *,
+        queue_frames: int = 50,
+        stall_timeout: float = 1.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 5.0,
+        close_timeout: float = 2.0,
+    ) -> None:
+        super().__init__(
+            config.device,
+            config.rate,
+            stall_timeout=stall_timeout,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            close_timeout=close_timeout,
+        )
+        if queue_frames < 1:
+            raise ValueError("queue_frames must be at least 1")
+        self._chunk_ms = config.chunk_ms
+        self._gain = _Gain(config.gain_db)
+        self._queue: collections.deque[Samples] = collections.deque()
+        self._queue_frames = queue_frames
+        self._readable = asyncio.Event()  # a frame arrived, or the device went down
+        self._pending = bytearray()  # captured bytes short of a whole frame
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._silence_next: float | None = None  # loop time the next silence frame is due
+        self._overruns = 0
+        self._clipped = 0
+
+    @property
+    def overruns(self) -> int:
+        """Frames dropped (the oldest first) because the queue was full."""
+        return self._overruns
+
+    @property
+    def clipped(self) -> int:
+        """Samples at full scale (|sample| >= 32767) after the software gain, in total."""
+        return self._clipped
+
+    @property
+    def frame_samples(self) -> int:
+        """Samples per frame: ``rate * chunk_ms // 1000``."""
+        return self.rate * self._chunk_ms // 1000
+
+    async def read(self) -> Samples:
+        """The next frame (int16, ``frame_samples`` long); silence while the device is down.
+
+        Cancel-safe: a frame is only taken from the queue when it is returned.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._queue:
+                return self._queue.popleft()
+            self._readable.clear()
+            if self._stream is not None or self._rate is None:
+                await self._readable.wait()
+                continue
+            period = self._chunk_ms / 1000
+            now = loop.time()
+            if self._silence_next is None or self._silence_next < now - self._queue_frames * period:
+                self._silence_next = now  # (re)start the cadence rather than burst to catch up
+            if self._silence_next <= now:
+                self._silence_next += period
+                return np.zeros(self.frame_samples, dtype=np.int16)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(self._silence_next):
+                    await self._readable.wait()
+
+    async def frames(self) -> AsyncGenerator[Samples, None]:
+        """Every frame, forever (see ``read``)."""
+        while True:
+            yield await self.read()
+
+    def _prepare(self) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    def _period_frames(self, rate: int) -> int:
+        return rate * self._chunk_ms // 1000
+
+    def _start(self, rate: int) -> None:
+        self._pending.clear()
+
+    def _on_down(self) -> None:
+        self._pending.clear()
+        self._silence_next = None
+        self._readable.set()
+
+    def _callback(
+        self, generation: int, data: bytes | None, frames: int, time_info: object, status: int
+    ) -> tuple[bytes | None, int]:
+        # PortAudio's thread: hand the bytes to the loop and nothing else.
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._receive, generation, data, status)
+        except RuntimeError:  # the loop is closed: we are shutting down
+            return None, pyaudio.paAbort
+        return None, pyaudio.paContinue
+
+    def _receive(self, generation: int, data: bytes | None, status: int) -> None:
+        """On the loop: cut the captured bytes into frames, apply the gain, queue them."""
+        if generation != self._generation or not data:
+            return  # from a stream already closed or failing
+        self._callbacks += 1
+        self._count_status(status)
+        self._pending += data
+        size = self.frame_samples * _SAMPLE_BYTES
+        while len(self._pending) >= size:
+            chunk = bytes(self._pending[:size])
+            del self._pending[:size]
+            frame = self._gain.apply(np.frombuffer(chunk, dtype="<i2").astype(np.int16))
+            self._clipped += int(np.count_nonzero(np.abs(frame.astype(np.int32)) >= _FULL_SCALE))
+            if len(self._queue) >= self._queue_frames:
+                self._queue.popleft()
+                self._overruns += 1
+            self._queue.append(frame)
+        self._readable.set()
+
+
+# ----------------------------------------------------------------------------------------------
+# The speaker
+
+
+class Speaker(_Device):
+    """Play through an ALSA device: PortAudio's thread pulls each period from ``source``.
+
+    The period (``period_ms``, 20 by default) is what PortAudio asks for at a time; it bounds
+    the latency of a flush. Until ``source`` is set (it may be assigned after ``open()``,
+    once ``rate`` is known) and while the device is down, nothing is pulled and nothing waits.
+    A ``source`` that raises or returns the wrong length aborts the stream: that counts as a
+    device failure and the device is reopened.
+    """
+
+    _kind = "speaker"
+    _is_input = False
+
+    def __init__(
+        self,
+        config: AudioOutputConfig,
+        source: SampleSource | None = None,
+        *,
+        period_ms: int = 20,
+        stall_timeout: float = 1.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 5.0,
+        close_timeout: float = 2.0,
+    ) -> None:
+        super().__init__(
+            config.device,
+            config.rate,
+            stall_timeout=stall_timeout,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            close_timeout=close_timeout,
+        )
+        if not 1 <= period_ms <= 200:
+            raise ValueError("period_ms must be within 1..200")
+        self._period_ms = period_ms
+        self.source = source
+
+    @property
+    def period_s(self) -> float:
+        """Seconds of audio PortAudio pulls per callback."""
+        return self._period_frames(self.rate) / self.rate
+
+    def _period_frames(self, rate: int) -> int:
+        return max(1, rate * self._period_ms // 1000)
+
+    def _callback(
+        self, generation: int, data: bytes | None, frames: int, time_info: object, status: int
+    ) -> tuple[bytes | None, int]:
+        # PortAudio's thread: cheap, never blocks, touches nothing but counters.
+        silence = bytes(frames * _SAMPLE_BYTES)
+        if generation != self._generation:
+            return silence, pyaudio.paAbort
+        self._callbacks += 1
+        self._count_status(status)
+        source = self.source
+        if source is None:
+            return silence, pyaudio.paContinue
+        try:
+            samples = source.read(frames)
+            if samples.dtype != np.int16 or samples.shape != (frames,):
+                got = f"{samples.dtype} {samples.shape}"
+                raise ValueError(f"expected {frames} int16 samples, got {got}")
+        except Exception as exc:  # reported on the loop, as a device failure
+            self._failure = f"the source failed: {exc!r}"
+            return silence, pyaudio.paAbort
+        return samples.astype("<i2", copy=False).tobytes(), pyaudio.paContinue
