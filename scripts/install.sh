@@ -2,6 +2,9 @@
 # Install piagent as a systemd service on Raspberry Pi OS Bookworm. Idempotent: a second run
 # changes nothing and says "already installed" for each step. See --help.
 set -euo pipefail
+# Whatever the caller's umask, the venv and the unit must be readable by the piagent user;
+# the config and the key get their modes explicitly.
+umask 022
 
 usage() {
     cat <<'EOF'
@@ -88,7 +91,7 @@ done
 
 if [ -n "$root" ]; then
     root="$(realpath -m -- "$root")"
-    [ "$root" != / ] || root=""  # --root / is the real system
+    [ "$root" != / ] || root=""  # --root /: the real paths, still without the system steps
 fi
 if [ "$system" = 1 ] && [ "$(id -u)" -ne 0 ]; then
     die "run as root (sudo $0 ...), or use --no-system / --root DIR"
@@ -268,13 +271,14 @@ else
     tar -C "$source_dir" --exclude=__pycache__ --exclude='*.py[co]' -cf - "${SOURCE_FILES[@]}" \
         | tar -C "$(at "$SRC")" --no-same-owner -xf -
     if [ ! -x "$(at "$VENV/bin/python")" ]; then
+        command -v "$python" >/dev/null || die "no $python to create the venv with (--python)"
         "$python" -m venv --system-site-packages "$(at "$VENV")"
     fi
     read -r -a extra_pip_args <<<"$pip_args"
-    # --force-reinstall --no-deps for piagent alone would skip its dependencies on a first
-    # install; a plain install of a directory always rebuilds and reinstalls it.
-    "$(at "$VENV/bin/python")" -m pip install --quiet --disable-pip-version-check --no-input \
-        "${extra_pip_args[@]}" "$(at "$SRC")"
+    # A plain install of a directory always rebuilds and reinstalls piagent, and installs
+    # only the dependencies that are missing. Root installing into a venv is intended.
+    PIP_ROOT_USER_ACTION=ignore "$(at "$VENV/bin/python")" -m pip install --quiet \
+        --disable-pip-version-check --no-input "${extra_pip_args[@]}" "$(at "$SRC")"
     rm -rf -- "$(at "$SRC")/build" "$(at "$SRC")"/*.egg-info
     "$(at "$VENV/bin/piagent")" --help >/dev/null \
         || die "$VENV/bin/piagent does not run after the install"
@@ -369,6 +373,8 @@ else
         else
             say "$step" "already running"
         fi
+    elif [ "$changed" = 1 ] && systemctl is-active --quiet piagent.service; then
+        say "$step" "still running the old version: sudo systemctl restart piagent"
     fi
 fi
 

@@ -8,6 +8,7 @@ the network): the script's ``--pip-args "--no-deps --no-build-isolation"`` insta
 alone, and PYTHONPATH lends the venv the dependencies this test session already has (its
 site-packages minus piagent itself and pip). That needs the build backend
 (setuptools>=68 and wheel) in this session's environment, as --no-build-isolation does.
+The source is a copy taken once per module: the work tree may change while tests run.
 """
 
 from __future__ import annotations
@@ -52,6 +53,23 @@ class Run:
         return [line for line in self.stdout.splitlines() if line.startswith(f"{step}:")]
 
 
+def copy_source(destination: Path) -> Path:
+    """The files the installer uses, copied (the repository may change while tests run)."""
+    destination.mkdir(parents=True)
+    for name in SOURCE_FILES:
+        if (REPO / name).is_dir():
+            ignore = shutil.ignore_patterns("__pycache__")
+            shutil.copytree(REPO / name, destination / name, ignore=ignore)
+        else:
+            shutil.copy2(REPO / name, destination / name)
+    return destination
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_source(tmp_path_factory.mktemp("source") / "piagent")
+
+
 @pytest.fixture(scope="module")
 def deps(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This session's installed distributions, less piagent and pip, as one directory."""
@@ -85,7 +103,7 @@ def env(deps: Path) -> dict[str, str]:
     }
 
 
-def install(root: Path, *args: str, env: dict[str, str], source: Path = REPO) -> Run:
+def install(root: Path, *args: str, env: dict[str, str], source: Path) -> Run:
     """Run the installer into root; the API key must never appear in its output."""
     command = [str(SCRIPT), "--root", str(root), "--source", str(source), *args]
     command += ["--python", sys.executable, "--pip-args", PIP_ARGS]
@@ -116,12 +134,12 @@ def uninstall(root: Path, *args: str) -> Run:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Path:
+def installed(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str], source: Path) -> Path:
     """A root installed once for the module; tests that change it work on a copy."""
     if not _has_build_backend():
         pytest.skip("building piagent offline needs setuptools>=68 and wheel (the [test] extra)")
     root = tmp_path_factory.mktemp("installed") / "root"
-    run = install(root, env=env)
+    run = install(root, env=env, source=source)
     assert run.returncode == 0, run.stdout + run.stderr
     (root.parent / "first-run.txt").write_text(run.stdout)
     return root
@@ -171,7 +189,9 @@ def test_first_install_reports_every_step(installed: Path) -> None:
     assert "piagent doctor" in out
 
 
-def test_venv_runs_the_installed_copy_of_piagent(installed: Path, env: dict[str, str]) -> None:
+def test_venv_runs_the_installed_copy_of_piagent(
+    installed: Path, env: dict[str, str], source: Path
+) -> None:
     venv = installed / "opt/piagent/venv"
     result = subprocess.run(
         [str(venv / "bin/piagent"), "--help"],
@@ -198,32 +218,34 @@ def test_venv_runs_the_installed_copy_of_piagent(installed: Path, env: dict[str,
     # Installed into the venv (not an editable link back to the repository).
     assert Path(where).is_relative_to(venv / "lib")
     assert (installed / "opt/piagent/src/pyproject.toml").read_bytes() == (
-        REPO / "pyproject.toml"
+        source / "pyproject.toml"
     ).read_bytes()
     assert not (installed / "opt/piagent/src/build").exists()
     link = installed / "usr/local/bin/piagent"
     assert str(link.readlink()) == "/opt/piagent/venv/bin/piagent"
 
 
-def test_config_key_and_unit(installed: Path) -> None:
+def test_config_key_and_unit(installed: Path, source: Path) -> None:
     etc = installed / "etc/piagent"
     assert mode(etc) == 0o750
     config = etc / "config.yaml"
-    assert config.read_bytes() == (REPO / "config.yaml.example").read_bytes()
+    assert config.read_bytes() == (source / "config.yaml.example").read_bytes()
     assert mode(config) == 0o640
     key = etc / "api_key"
     assert key.read_text() == KEY + "\n"
     assert mode(key) == 0o600
     assert not list(etc.glob(".api_key.*")), "a temporary key file was left behind"
     unit = installed / "etc/systemd/system/piagent.service"
-    assert unit.read_bytes() == (REPO / "systemd/piagent.service").read_bytes()
+    assert unit.read_bytes() == (source / "systemd/piagent.service").read_bytes()
     assert mode(unit) == 0o644
 
 
-def test_second_run_changes_nothing(copy_of_installed: Path, env: dict[str, str]) -> None:
+def test_second_run_changes_nothing(
+    copy_of_installed: Path, env: dict[str, str], source: Path
+) -> None:
     root = copy_of_installed
     before = snapshot(root)
-    run = install(root, env=env)
+    run = install(root, env=env, source=source)
     assert run.returncode == 0, run.stdout + run.stderr
     assert snapshot(root) == before
     for step in ("software", "link", "config", "api-key", "unit"):
@@ -231,10 +253,12 @@ def test_second_run_changes_nothing(copy_of_installed: Path, env: dict[str, str]
         assert "already installed" in line, line
 
 
-def test_an_edited_config_is_kept(copy_of_installed: Path, env: dict[str, str]) -> None:
+def test_an_edited_config_is_kept(
+    copy_of_installed: Path, env: dict[str, str], source: Path
+) -> None:
     config = copy_of_installed / "etc/piagent/config.yaml"
     config.write_text("agent:\n  agent_id: mine\n")
-    run = install(copy_of_installed, env=env)
+    run = install(copy_of_installed, env=env, source=source)
     assert run.returncode == 0, run.stdout + run.stderr
     assert config.read_text() == "agent:\n  agent_id: mine\n"
     assert run.lines("config") == [
@@ -243,14 +267,14 @@ def test_an_edited_config_is_kept(copy_of_installed: Path, env: dict[str, str]) 
 
 
 def test_a_new_key_from_a_file_replaces_the_old(
-    copy_of_installed: Path, env: dict[str, str], tmp_path: Path
+    copy_of_installed: Path, env: dict[str, str], tmp_path: Path, source: Path
 ) -> None:
     new_key = "sk_test_new_key_000"
     key_file = tmp_path / "key.txt"
     key_file.write_text(f"  {new_key}\n\n")
     no_env_key = {name: value for name, value in env.items() if name != "ELEVENLABS_API_KEY"}
     root = copy_of_installed
-    run = install(root, "--api-key-file", str(key_file), env=no_env_key)
+    run = install(root, "--api-key-file", str(key_file), env=no_env_key, source=source)
     assert run.returncode == 0, run.stdout + run.stderr
     assert new_key not in run.stdout + run.stderr
     key = root / "etc/piagent/api_key"
@@ -260,27 +284,29 @@ def test_a_new_key_from_a_file_replaces_the_old(
         f"api-key:     updated /etc/piagent/api_key from {key_file} (mode 0600)"
     ]
     # Without a key given, the installed one is kept.
-    run = install(root, env=no_env_key)
+    run = install(root, env=no_env_key, source=source)
     assert run.lines("api-key") == ["api-key:     already installed (/etc/piagent/api_key)"]
     assert key.read_text() == new_key + "\n"
 
 
 def test_a_key_with_spaces_is_refused_without_showing_it(
-    tmp_path: Path, env: dict[str, str]
+    tmp_path: Path, env: dict[str, str], source: Path
 ) -> None:
     root = tmp_path / "root"
-    run = install(root, env={**env, "ELEVENLABS_API_KEY": f"{KEY} oops"})
+    run = install(root, env={**env, "ELEVENLABS_API_KEY": f"{KEY} oops"}, source=source)
     assert run.returncode == 1
     assert "the API key from $ELEVENLABS_API_KEY contains spaces or lines" in run.stderr
     assert not (root / "etc/piagent/api_key").exists()
 
 
-def test_without_a_key_none_is_installed(copy_of_installed: Path, env: dict[str, str]) -> None:
+def test_without_a_key_none_is_installed(
+    copy_of_installed: Path, env: dict[str, str], source: Path
+) -> None:
     """No key given and none installed: no key file (the unit's SetCredential= default)."""
     root = copy_of_installed
     (root / "etc/piagent/api_key").unlink()
     no_env_key = {name: value for name, value in env.items() if name != "ELEVENLABS_API_KEY"}
-    run = install(root, env=no_env_key)
+    run = install(root, env=no_env_key, source=source)
     assert run.returncode == 0, run.stdout + run.stderr
     assert not (root / "etc/piagent/api_key").exists()
     (line,) = run.lines("api-key")
@@ -288,22 +314,14 @@ def test_without_a_key_none_is_installed(copy_of_installed: Path, env: dict[str,
 
 
 def test_a_changed_source_is_reinstalled(
-    copy_of_installed: Path, env: dict[str, str], tmp_path: Path
+    copy_of_installed: Path, env: dict[str, str], tmp_path: Path, source: Path
 ) -> None:
-    source = tmp_path / "source"
-    for name in SOURCE_FILES:
-        if (REPO / name).is_dir():
-            shutil.copytree(
-                REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__")
-            )
-        else:
-            source.mkdir(exist_ok=True)
-            shutil.copy2(REPO / name, source / name)
+    changed = shutil.copytree(source, tmp_path / "changed")
     marker = "# changed by test_install\n"
-    with (source / "piagent/__init__.py").open("a") as file:
+    with (changed / "piagent/__init__.py").open("a") as file:
         file.write(marker)
     root = copy_of_installed
-    run = install(root, env=env, source=source)
+    run = install(root, env=env, source=changed)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.lines("software") == ["software:    installed /opt/piagent (venv and source)"]
     installed_init = next(
