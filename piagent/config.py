@@ -943,6 +943,14 @@ def resolve_api_key(agent: AgentConfig, env: Mapping[str, str] = os.environ) -> 
         return Secret(value)
     credentials = env.get("CREDENTIALS_DIRECTORY")
     if credentials and (path := Path(credentials, API_KEY_CREDENTIAL)).exists():
+        # The unit's SetCredential= fallback is a lone newline when /etc/piagent/api_key does
+        # not exist: a blank credential means "no key" (a public agent), not an error.
+        try:
+            blank = not path.read_bytes().strip()
+        except OSError:
+            blank = False  # reported with its reason by _read_key_file
+        if blank:
+            return None
         return _read_key_file(path, "", check_mode=False)
     return None
 

@@ -10,8 +10,10 @@ extra="[test]"
 
 # portaudio19-dev and libsystemd-dev: pyaudio and systemd-python compile against them.
 # espeak-ng and sox: spoken prompts for the demo and speech fixtures for tests.
+# systemd and shellcheck: the tests verify and score the unit and lint the installer.
 apt_packages=(python3-venv python3-dev gcc pkg-config portaudio19-dev libsystemd-dev
               libasound2-dev alsa-utils espeak-ng sox)
+[ "$extra" = "[test]" ] && apt_packages+=(systemd shellcheck)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -686,6 +686,12 @@ def test_then_the_systemd_credential(tmp_path: Path) -> None:
         assert secret is not None and secret.reveal() == KEY
 
 
+def test_a_blank_systemd_credential_means_no_key(tmp_path: Path) -> None:
+    # The unit's SetCredential= fallback when /etc/piagent/api_key does not exist.
+    key_file(tmp_path, "\n", mode=0o400, name="elevenlabs_api_key")
+    assert resolve_api_key(agent_with(None), {"CREDENTIALS_DIRECTORY": str(tmp_path)}) is None
+
+
 def test_no_key_anywhere_is_none(tmp_path: Path) -> None:
     assert resolve_api_key(agent_with(None), {}) is None
     assert resolve_api_key(agent_with(None), {"CREDENTIALS_DIRECTORY": str(tmp_path)}) is None
