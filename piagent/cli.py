@@ -10,10 +10,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 EX_OK = 0
+EX_FAIL = 1
 EX_USAGE = 64
+EX_UNAVAILABLE = 69
 EX_CONFIG = 78
+_CONFIG_HELP = "config file (default: $PIAGENT_CONFIG or /etc/piagent/config.yaml)"
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -33,6 +37,41 @@ def _build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--agent", metavar="FILE", help="YAML file defining the simulated agents")
     sim.add_argument("--verbose", "-v", action="store_true", help="log at DEBUG level")
 
+    run = sub.add_parser("run", help="the daemon, in the foreground (systemd runs this)")
+    run.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)
+    run.add_argument("--verbose", "-v", action="store_true", help="log at DEBUG level")
+
+    demo = sub.add_parser("demo", help="the local agent and the daemon, ready to talk to")
+    demo.add_argument("--port", type=int, default=0, help="simulator port (default: a free one)")
+    demo.add_argument("--workdir", metavar="DIR", help="where the demo's files go (default: tmp)")
+    audio = demo.add_mutually_exclusive_group()
+    audio.add_argument("--wav", action="store_true", default=None, help="force the WAV backend")
+    audio.add_argument(
+        "--sound-card", dest="wav", action="store_false", help="force the real sound card"
+    )
+    demo.add_argument(
+        "--duration", type=float, metavar="S", help="give up after S seconds (exit 1)"
+    )
+    demo.add_argument("--verbose", "-v", action="store_true", help="log at DEBUG level")
+
+    ctl = sub.add_parser(
+        "ctl",
+        help="talk to a running daemon",
+        description="Commands: press | release | say TEXT | context TEXT | hangup | mute | "
+        "unmute | feedback like|dislike | status [--json]",
+    )
+    ctl.add_argument("--socket", metavar="PATH", help="control socket (default: from the config)")
+    ctl.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)
+    ctl.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND ...")
+
+    sub.add_parser("devices", help="ALSA devices and the rates each accepts")
+    voices = sub.add_parser("voices", help="the voices of the account (GET /v1/voices)")
+    voices.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)
+    voices.add_argument("--json", action="store_true", help="print JSON")
+    doctor = sub.add_parser("doctor", help="check config, audio, GPIO, clock, network, agent")
+    doctor.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)
+    doctor.add_argument("--json", action="store_true", help="print one JSON object")
+
     check = sub.add_parser("check-config", help="validate a config file (exit 78 if invalid)")
     check.add_argument(
         "path",
@@ -43,19 +82,32 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(verbose: bool, level: str = "info") -> None:
+    from piagent.logs import setup_logging
+
+    setup_logging(level, "auto", verbose)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose)
+    verbose = bool(getattr(args, "verbose", False))
+    if args.command == "run":
+        return _run(args.config, verbose)
+    _configure_logging(verbose, "info" if args.command == "sim" else "warning")
+    if args.command == "demo":
+        return _demo(args)
+    if args.command == "ctl":
+        return _ctl(args.socket, args.config, args.words)
+    if args.command == "devices":
+        return _devices()
+    if args.command == "voices":
+        return _voices(args.config, as_json=args.json)
+    if args.command == "doctor":
+        from piagent.doctor import run_doctor
+
+        return run_doctor(_path(args.config), as_json=args.json, out=sys.stdout)
     if args.command == "sim":
         from piagent.sim.server import run_from_args
 
@@ -84,4 +136,115 @@ def _check_config(path: str | None) -> int:
         print(f"{source}: {exc}", file=sys.stderr)
         return EX_CONFIG
     print(f"{source}: OK")
+    return EX_OK
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _run(config: str | None, verbose: bool) -> int:
+    """``piagent run``: the daemon until SIGTERM; a bad config exits 78, naming every key."""
+    import asyncio
+
+    from piagent.config import config_path, load_config
+    from piagent.errors import ConfigError, ConfigProblems
+    from piagent.service import Daemon
+
+    source = config_path(config)
+    try:
+        loaded = load_config(source)
+    except ConfigProblems as exc:
+        _configure_logging(verbose)
+        for line in exc.lines():
+            logging.getLogger("piagent").error("%s", line)
+        return EX_CONFIG
+    except ConfigError as exc:
+        _configure_logging(verbose)
+        logging.getLogger("piagent").error("%s: %s", source, exc)
+        return EX_CONFIG
+    from piagent.logs import setup_logging
+
+    setup_logging(loaded.logging.level, loaded.logging.journal, verbose)
+
+    async def main() -> int:
+        try:
+            daemon = Daemon(loaded, config_path=source)
+        except ConfigError as exc:
+            logging.getLogger("piagent").error("%s: %s", source, exc)
+            return EX_CONFIG
+        return await daemon.run()
+
+    return asyncio.run(main())
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from piagent.demo import run_demo
+
+    workdir = _path(args.workdir)
+    try:
+        return asyncio.run(
+            run_demo(port=args.port, workdir=workdir, wav=args.wav, duration=args.duration)
+        )
+    except KeyboardInterrupt:
+        return EX_OK
+
+
+def _ctl(socket: str | None, config: str | None, words: Sequence[str]) -> int:
+    """``piagent ctl``: the socket from --socket, else the config's control.socket."""
+    from piagent.control import run_ctl
+
+    if socket is None:
+        from piagent.config import ControlConfig, config_path, load_config
+        from piagent.errors import ConfigError
+
+        path = config_path(config)
+        try:
+            socket_path = load_config(path).control.socket if path.exists() else None
+        except ConfigError:
+            socket_path = None
+        socket_path = socket_path or ControlConfig().socket
+    else:
+        socket_path = Path(socket)
+    return run_ctl(socket_path, list(words), stdout=sys.stdout, stderr=sys.stderr)
+
+
+def _devices() -> int:
+    from piagent.audio.devices import format_devices, list_devices
+
+    print(format_devices(list_devices()))
+    return EX_OK
+
+
+def _voices(config: str | None, *, as_json: bool) -> int:
+    """``piagent voices``: GET /v1/voices with the configured key and API base."""
+    import asyncio
+    import dataclasses
+    import json
+
+    from piagent.config import load_config, resolve_api_key
+    from piagent.errors import ConfigError
+    from piagent.rest import RestError, get_voices
+
+    try:
+        loaded = load_config(_path(config))
+        key = resolve_api_key(loaded.agent)
+    except ConfigError as exc:
+        print(f"piagent voices: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    try:
+        voices = asyncio.run(
+            get_voices(loaded.agent.api_base, key.reveal() if key else None, request_timeout=10)
+        )
+    except RestError as exc:
+        print(f"piagent voices: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE if exc.status is None else EX_FAIL
+    if as_json:
+        print(json.dumps([dataclasses.asdict(v) for v in voices], indent=2))
+        return EX_OK
+    for voice in voices:
+        labels = ", ".join(f"{k}: {v}" for k, v in sorted(voice.labels.items()))
+        print(f"{voice.voice_id}  {voice.name:<24} {voice.category:<12} {labels}")
     return EX_OK

@@ -191,6 +191,7 @@ class _Conversation:
     up: StreamResampler | None = None  # microphone rate -> input format rate
     down: StreamResampler | None = None  # output format rate -> speaker rate
     hang_up: asyncio.Event = field(default_factory=asyncio.Event)
+    let_finish: bool = False  # a hang-up waits for the agent's queued words
     group: asyncio.TaskGroup | None = None  # owns the supervisor and tool calls
     tools: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -318,6 +319,24 @@ class AgentClient:
         return self._sending_voice
 
     @property
+    def source_rate(self) -> int:
+        """Sample rate (Hz) of the frames given to ``feed``."""
+        return self._source_rate
+
+    @source_rate.setter
+    def source_rate(self, rate: int) -> None:
+        """The microphone's rate changed (it opened late): resample from the new rate."""
+        if rate == self._source_rate:
+            return
+        self._source_rate = rate
+        self._hold.clear()  # held frames are at the old rate
+        conv = self._conv
+        if conv is not None and conv.up is not None:
+            fmt = conv.link.session.input_format
+            assert fmt is not None
+            conv.up = StreamResampler(rate, fmt.sample_rate)
+
+    @property
     def vad_score(self) -> float:
         """The server's last voice-activity score (0-1)."""
         return self._vad
@@ -437,8 +456,9 @@ class AgentClient:
         session.send_feedback(score)
         self._flush()
 
-    def hang_up(self) -> None:
-        """End the conversation (and stop trying to open one)."""
+    def hang_up(self, *, let_finish: bool = False) -> None:
+        """End the conversation (and stop trying to open one); with ``let_finish`` the agent's
+        words already received play out first (the ``hang_up`` client tool)."""
         self._want.clear()
         self._wake.set()
         self._held = False
@@ -447,6 +467,7 @@ class AgentClient:
         self._pending.clear()
         self._awaiting_reply_since = None
         if self._conv is not None:
+            self._conv.let_finish = let_finish
             self._conv.hang_up.set()
         else:
             self._connecting = False
@@ -457,9 +478,13 @@ class AgentClient:
         endpoint: Endpoint,
         initiation: ConversationInitiationClientData,
         options: ClientOptions,
+        *,
+        tools: ToolRunner | None = None,
     ) -> None:
         """New settings (after SIGHUP): used from the next connection; clears a fatal error."""
         self._endpoint, self._initiation, self._options = endpoint, initiation, options
+        if tools is not None:
+            self._tools = tools
         self._backoff = Backoff(options.backoff_initial, options.backoff_max, self._rng)
         self._fatal = None
         if options.always_connected:
@@ -664,7 +689,7 @@ class AgentClient:
                 return
             if conv.hang_up.is_set() or now >= end_at:
                 why = "hang-up" if conv.hang_up.is_set() else "maximum length"
-                await self._hang_up(conv, why, drain=False)
+                await self._hang_up(conv, why, drain=conv.let_finish)
                 return
             busy = self._held or self._sink.is_playing or self._awaiting_reply_since is not None
             if now >= idle_at and not busy:
@@ -684,7 +709,7 @@ class AgentClient:
         logger.info("hanging up (%s)", why)
         if drain:
             await self._sink.wait_drained()
-        if why == "hang-up":
+        if why == "hang-up" and not drain:
             self._sink.flush()
         if session.state in (SessionState.INITIATING, SessionState.ACTIVE, SessionState.ENDING):
             session.hang_up()
@@ -749,6 +774,7 @@ class AgentClient:
                     self._awaiting_reply_since = self._clock()  # end of speech
             case VadScore(vad_score=score):
                 self._vad = score
+                self._notify("vad", f"{score:.2f}")
                 if score >= 0.5:
                     self._touch()
             case ClientToolCall():
