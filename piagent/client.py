@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import enum
 import logging
 import random
@@ -70,6 +71,7 @@ from piagent.protocol.session import (
     SessionState,
 )
 from piagent.transport import (
+    CLOSE_TIMEOUT,
     Backoff,
     ConnectFailed,
     Endpoint,
@@ -666,6 +668,13 @@ class AgentClient:
                         supervisor.cancel()
                         for task in conv.tools:
                             task.cancel()
+            except asyncio.CancelledError:
+                # The daemon is stopping: end the conversation properly (1000), not with the
+                # error code the socket's context manager would use for an exception.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(CLOSE_TIMEOUT):
+                        await ws.close(1000, "User ended conversation")
+                raise
             finally:
                 self._conv = None
                 self._connecting = False
