@@ -24,7 +24,8 @@ PortAudio and ALSA print start-up noise (JACK probing, unusable PCMs) on file de
 fd 2 points at /dev/null while PortAudio initialises, probes and opens, and one INFO line per
 opened device is logged instead.
 
-Imports nothing from piagent but ``errors``, ``config`` and ``audio.codecs``; no I/O at import.
+Imports nothing from piagent but ``errors``, ``config``, ``audio.codecs`` and ``audio.levels``;
+no I/O at import.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import numpy as np
 import pyaudio
 
 from piagent.audio.codecs import Samples
+from piagent.audio.levels import gain_q, scale_q
 from piagent.config import AudioInputConfig, AudioOutputConfig
 from piagent.errors import PiagentError
 
@@ -570,6 +572,8 @@ class _Device:
 
     def _check(self) -> str | None:
         """Why the open stream is failing, or None."""
+        if self._stream is None:
+            return "the stream was closed"
         if self._failure is not None:
             return self._failure
         try:
@@ -672,50 +676,20 @@ class _Device:
 # The microphone
 
 
-class _Gain:
-    """Software gain in integer arithmetic: ``(x * g + 2**(s-1)) >> s`` in int32, clipped.
-
-    ``g / 2**s`` approximates 10**(dB/20) with ``g`` below 2**15, so the product and the
-    rounding term stay inside int32; a gain that is a power of two (20*log10(2) dB is x2) is
-    exact. 0 dB passes samples through untouched.
-    """
-
-    __slots__ = ("factor", "multiplier", "shift")
-
-    def __init__(self, gain_db: float) -> None:
-        if not -60.0 <= gain_db <= 60.0:
-            raise ValueError(f"gain_db must be within -60..60 dB, got {gain_db}")
-        self.factor = 10.0 ** (gain_db / 20.0)
-        self.shift = 0
-        while self.shift < 30 and round(self.factor * 2 ** (self.shift + 1)) < 2**15:
-            self.shift += 1
-        self.multiplier = round(self.factor * 2**self.shift)
-        if gain_db == 0.0:
-            self.multiplier = self.shift = 0  # passthrough
-
-    def apply(self, frame: Samples) -> Samples:
-        if self.multiplier == 0:
-            return frame
-        wide = frame.astype(np.int32)
-        wide *= self.multiplier
-        if self.shift:
-            wide += 1 << (self.shift - 1)
-            wide >>= self.shift
-        np.clip(wide, -32768, 32767, out=wide)
-        return wide.astype(np.int16)
-
-
 class Microphone(_Device):
     """Capture from an ALSA device as int16 mono frames of ``chunk_ms``, on the event loop.
 
     ``async for frame in mic.frames(): client.feed(frame)`` is the whole pump; run ``run()``
     beside it. Frames wait in a bounded queue of ``queue_frames`` (1 s by default); when it is
     full the OLDEST frame is dropped and counted in ``overruns``. The configured ``gain_db`` is
-    applied on the loop (see ``_Gain``); ``clipped`` counts samples at full scale
-    (|sample| >= 32767) after the gain. While the device is down (before it first opens, or
-    after a loss until it returns), ``frames()`` yields silence at real-time pace by the loop's
-    clock, so the conversation keeps its cadence; when the rate is not known yet (not
-    configured and never opened) it waits instead.
+    applied on the loop in int32 fixed point (``levels.gain_q``: a multiply, a rounding shift,
+    a clip to int16; exact for powers of two, 20*log10(2) dB doubles; 0 dB leaves samples
+    untouched); ``clipped`` counts samples at full scale (|sample| >= 32767) after the gain,
+    which includes a signal already clipped before it.
+
+    While the device is down (before it first opens, or after a loss until it returns),
+    ``frames()`` yields silence at real-time pace by the loop's clock, so the conversation keeps
+    its cadence; when the rate is not known yet (not configured and never opened) it waits.
     """
 
     _kind = "microphone"
@@ -742,7 +716,9 @@ class Microphone(_Device):
         if queue_frames < 1:
             raise ValueError("queue_frames must be at least 1")
         self._chunk_ms = config.chunk_ms
-        self._gain = _Gain(config.gain_db)
+        # Fixed point (levels.gain_q): x * multiplier >> shift in int32; None at 0 dB.
+        gain = None if config.gain_db == 0.0 else gain_q(10.0 ** (config.gain_db / 20.0))
+        self._gain: tuple[int, int] | None = gain
         self._queue: collections.deque[Samples] = collections.deque()
         self._queue_frames = queue_frames
         self._readable = asyncio.Event()  # a frame arrived, or the device went down
@@ -815,6 +791,8 @@ class Microphone(_Device):
     ) -> tuple[bytes | None, int]:
         # PortAudio's thread: hand the bytes to the loop and nothing else.
         assert self._loop is not None
+        if generation != self._generation:  # given up on: stop spinning
+            return None, pyaudio.paAbort
         try:
             self._loop.call_soon_threadsafe(self._receive, generation, data, status)
         except RuntimeError:  # the loop is closed: we are shutting down
@@ -832,8 +810,12 @@ class Microphone(_Device):
         while len(self._pending) >= size:
             chunk = bytes(self._pending[:size])
             del self._pending[:size]
-            frame = self._gain.apply(np.frombuffer(chunk, dtype="<i2").astype(np.int16))
-            self._clipped += int(np.count_nonzero(np.abs(frame.astype(np.int32)) >= _FULL_SCALE))
+            wide = np.frombuffer(chunk, dtype="<i2").astype(np.int32)
+            if self._gain is not None:
+                scale_q(wide, *self._gain)
+                np.clip(wide, -32768, 32767, out=wide)
+            self._clipped += int(np.count_nonzero(np.abs(wide) >= _FULL_SCALE))
+            frame = wide.astype(np.int16)
             if len(self._queue) >= self._queue_frames:
                 self._queue.popleft()
                 self._overruns += 1

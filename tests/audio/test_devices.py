@@ -46,7 +46,6 @@ from piagent.audio.devices import (
     DeviceInfo,
     Microphone,
     Speaker,
-    _Gain,
     alsa_hw_name,
     format_devices,
     list_devices,
@@ -698,7 +697,7 @@ def test_microphone_loss_yields_paced_silence_and_reopens_by_name(card: FakeCard
     result = child.result
     # While the device was gone: unhealthy, and nothing held the loop up for long.
     assert result["during_outage"]["healthy"] is False
-    assert result["during_outage"]["max_lag"] < 0.1
+    assert result["during_outage"]["max_lag"] < 0.15  # a blocked loop would show 0.25 s or more
     # Sound, then silence, then sound again: every captured sample arrived, bit-exact.
     silent = result["silent"]
     first_silent, last_silent = silent.index(True), len(silent) - 1 - silent[::-1].index(True)
@@ -706,14 +705,14 @@ def test_microphone_loss_yields_paced_silence_and_reopens_by_name(card: FakeCard
     expected = np.concatenate([fixture(48000, 0.2, seed=3), fixture(48000, 0.2, seed=4)])
     assert unb64(result["sound"]) == expected.astype("<i2").tobytes()
     assert result["sizes"] == [960]
-    # The silence came at real-time pace for the whole outage.
+    # The silence came at real-time pace (catching up after any late tick) for the outage.
     times = result["times"][first_silent : last_silent + 1]
-    gaps = np.diff(times)
-    outage = result["back_at"] - result["lost_at"]
-    assert outage > 1.0
-    assert len(times) == pytest.approx(outage / 0.02, abs=6)
-    assert np.mean(gaps) == pytest.approx(0.02, rel=0.1)
-    assert max(gaps) < 0.06
+    span = times[-1] - times[0]
+    assert span > 1.0  # the scenario kept the device away for 1 s
+    assert len(times) == pytest.approx(span / 0.02 + 1, abs=3)
+    assert np.mean(np.diff(times)) == pytest.approx(0.02, rel=0.1)
+    assert max(np.diff(times)) < 0.15
+    assert result["lost_at"] <= times[0] + 0.05 and times[-1] <= result["back_at"]
     # Reopened by name; the loss logged once with its reason, the return at INFO.
     assert (result["name"], result["rate"]) == ("fakemic", 48000)
     (warning,) = child.messages("WARNING")
@@ -733,7 +732,7 @@ def test_speaker_loss_blocks_nothing_and_reopens_by_name(card: FakeCard) -> None
     assert result["first_at"] >= 0 and result["second_at"] >= 0
     outage = result["during_outage"]
     assert outage["healthy"] is False
-    assert outage["max_lag"] < 0.1
+    assert outage["max_lag"] < 0.15  # a blocked loop would show 0.25 s or more
     assert result["name"] == "fakespk"
     (warning,) = child.messages("WARNING")
     assert warning == "Speaker 'fakespk' lost: no audio for 0.5 s; reopening 'fakespk'"
@@ -850,21 +849,7 @@ def test_format_devices_table() -> None:
     ]
 
 
-@pytest.mark.parametrize("gain_db", [-30.0, -6.0, -0.5, 0.0, 0.5, 6.0, 12.0, 30.0])
-def test_gain_matches_the_exact_product_within_one_step(gain_db: float) -> None:
-    x = np.concatenate(
-        [np.array([-32768, -32767, -1, 0, 1, 32767], dtype=np.int16), fixture(8000, 0.5)]
-    )
-    got = _Gain(gain_db).apply(x).astype(np.int64)
-    exact = np.clip(np.round(x * 10 ** (gain_db / 20)), -32768, 32767)
-    assert np.max(np.abs(got - exact)) <= 1
-    if gain_db == 0.0:
-        assert np.array_equal(got, x)
-
-
 def test_constructors_validate() -> None:
-    with pytest.raises(ValueError, match="gain_db"):
-        Microphone(AudioInputConfig(gain_db=61))
     with pytest.raises(ValueError, match="queue_frames"):
         Microphone(AudioInputConfig(), queue_frames=0)
     with pytest.raises(ValueError, match="period_ms"):
