@@ -115,7 +115,8 @@ class SampleSource(Protocol):
     def read(self, n: int) -> Samples:
         """Exactly ``n`` int16 samples, silence where nothing plays.
 
-        Called on PortAudio's thread: must be thread-safe, cheap and never block.
+        Called on PortAudio's thread (on the loop while the device is down): must be
+        thread-safe, cheap and never block.
         """
         ...
 
@@ -831,10 +832,14 @@ class Speaker(_Device):
     """Play through an ALSA device: PortAudio's thread pulls each period from ``source``.
 
     The period (``period_ms``, 20 by default) is what PortAudio asks for at a time; it bounds
-    the latency of a flush. Until ``source`` is set (it may be assigned after ``open()``,
-    once ``rate`` is known) and while the device is down, nothing is pulled and nothing waits.
-    A ``source`` that raises or returns the wrong length aborts the stream: that counts as a
-    device failure and the device is reopened.
+    the latency of a flush. ``source`` may be assigned after ``open()``, once ``rate`` is
+    known; until then the speaker plays silence. A ``source`` that raises or returns the wrong
+    length aborts the stream: that counts as a device failure and the device is reopened.
+
+    While the device is down, ``run()`` keeps pulling periods from ``source`` on the loop at
+    real-time pace and drops them, as if they had been played: whoever waits for the speech to
+    finish (``Playback.wait_drained``, the half-duplex microphone) carries on instead of
+    waiting for a device that may never return, and no stale speech plays when it does.
     """
 
     _kind = "speaker"
@@ -862,12 +867,46 @@ class Speaker(_Device):
         if not 1 <= period_ms <= 200:
             raise ValueError("period_ms must be within 1..200")
         self._period_ms = period_ms
-        self.source = source
+        self._source = source
+        self._wake = asyncio.Event()  # the device went down, or a source was assigned
+        self._wake.set()
+
+    @property
+    def source(self) -> SampleSource | None:
+        """What plays; assign it on the loop's thread (PortAudio's reads it per period)."""
+        return self._source
+
+    @source.setter
+    def source(self, source: SampleSource | None) -> None:
+        self._source = source
+        self._wake.set()
 
     @property
     def period_s(self) -> float:
         """Seconds of audio PortAudio pulls per callback."""
         return self._period_frames(self.rate) / self.rate
+
+    async def run(self) -> None:
+        """See ``_Device.run``; also drains ``source`` in real time while the device is down."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._drain_while_down())
+            await super().run()
+
+    async def _drain_while_down(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            due = loop.time()
+            while self._stream is None and self._source is not None and self._rate is not None:
+                frames = self._period_frames(self._rate)
+                self._source.read(frames)
+                # Real-time pace; after a stall of the loop, catch up on at most a second.
+                due = max(due + frames / self._rate, loop.time() - 1.0)
+                await asyncio.sleep(due - loop.time())
+
+    def _on_down(self) -> None:
+        self._wake.set()
 
     def _period_frames(self, rate: int) -> int:
         return max(1, rate * self._period_ms // 1000)
@@ -881,7 +920,7 @@ class Speaker(_Device):
             return silence, pyaudio.paAbort
         self._callbacks += 1
         self._count_status(status)
-        source = self.source
+        source = self._source
         if source is None:
             return silence, pyaudio.paContinue
         try:

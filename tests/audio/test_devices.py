@@ -84,6 +84,11 @@ def fixture(rate: int, seconds: float, seed: int = 1) -> Samples:
     return np.clip(np.round(x), -32768, 32767).astype(np.int16)
 
 
+def native_threads() -> int:
+    """Threads of this process, PortAudio's included (threading.enumerate misses those)."""
+    return sum(1 for _ in Path("/proc/self/task").iterdir())
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -245,7 +250,9 @@ def capture(args: Json) -> Json:
     async def main() -> Json:
         config = AudioInputConfig(device=args["device"], rate=rate, gain_db=args["gain_db"])
         mic = Microphone(config)
+        threads = [native_threads()]
         mic.open()
+        threads.append(native_threads())
         frames: list[Samples] = []
         async with asyncio.TaskGroup() as tasks:
             runner = tasks.create_task(mic.run())
@@ -267,7 +274,8 @@ def capture(args: Json) -> Json:
             }
             fifo.close()  # end of file: lets PortAudio's thread, blocked on the FIFO, go
             runner.cancel()
-        return result
+        threads.append(native_threads())
+        return {**result, "threads": threads, "healthy_after": mic.healthy}
 
     return asyncio.run(main())
 
@@ -282,7 +290,9 @@ def playback(args: Json) -> Json:
     async def main() -> Json:
         source = ScriptedSource()
         speaker = Speaker(AudioOutputConfig(device="fakespk", rate=rate), source)
+        threads = [native_threads()]
         speaker.open()
+        threads.append(native_threads())
         source.play(fixture(rate, 0.25, seed=2))
         played = bytearray()
         async with asyncio.TaskGroup() as tasks:
@@ -300,7 +310,8 @@ def playback(args: Json) -> Json:
             drainer.cancel()
             fifo.close()  # PortAudio's thread may be blocked writing into the FIFO
             runner.cancel()
-        return result
+        threads.append(native_threads())
+        return {**result, "threads": threads}
 
     return asyncio.run(main())
 
@@ -561,6 +572,10 @@ def test_capture_is_bit_exact_in_20ms_frames(card: FakeCard, rate: int, seconds:
     assert result["dtypes"] == ["int16"]
     assert unb64(result["audio"]) == expected.astype("<i2").tobytes()
     assert result["overruns"] == 0
+    # Cancelling run() closed the stream: PortAudio's callback thread is gone.
+    before, while_open, after = result["threads"]
+    assert (while_open, after) == (before + 1, before)
+    assert result["healthy_after"] is False
     assert result["clipped"] == np.count_nonzero(np.abs(expected.astype(np.int32)) >= 32767)
     assert result["clipped"] > 0
     (info,) = child.messages("INFO")
@@ -586,6 +601,8 @@ def test_playback_is_bit_exact(card: FakeCard) -> None:
     result = child.result
     assert (result["rate"], result["name"], result["healthy"]) == (48000, "fakespk", True)
     assert result["period_s"] == pytest.approx(0.02)
+    before, while_open, after = result["threads"]
+    assert (while_open, after) == (before + 1, before)
     played = unb64(result["played"])
     payload = fixture(48000, 0.25, seed=2).astype("<i2").tobytes()
     at = played.find(payload)
@@ -739,7 +756,9 @@ def test_speaker_loss_blocks_nothing_and_reopens_by_name(card: FakeCard) -> None
     retries = [m for m in child.messages("DEBUG") if "still unavailable" in m]
     assert len(retries) >= 2  # backoff: 0.2, 0.4, 0.8 s ... within the 1 s outage
     assert all(m == "Speaker 'fakespk' still unavailable: the stream stopped" for m in retries)
-    assert outage["source_reads"] <= len(retries) + 1  # one period per doomed stream at most
+    # The source was drained on the loop at real-time pace (50 periods a second), apart from
+    # the moments a doomed stream was open (up to a watchdog tick, 0.1 s, each).
+    assert 50 - 6 * len(retries) <= outage["source_reads"] <= 50 + len(retries) + 2
     infos = child.messages("INFO")
     assert infos[-1].startswith("Speaker back after ")
 
@@ -847,6 +866,21 @@ def test_format_devices_table() -> None:
         "    0  fakemic                       128  128       44100  8 11.025 48  48",
         "   12  USB Audio Device: - (hw:1,0)    1    0       48000  16 48        -",
     ]
+
+
+def test_microphone_yields_paced_silence_until_it_opens() -> None:
+    """No device opened at all (no PortAudio): the frames still come, in real time."""
+
+    async def main() -> tuple[list[Samples], float]:
+        mic = Microphone(AudioInputConfig(device="anything", rate=16000, chunk_ms=10))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        frames = [await mic.read() for _ in range(11)]
+        return frames, loop.time() - start
+
+    frames, elapsed = asyncio.run(main())
+    assert all(f.dtype == np.int16 and f.shape == (160,) and not f.any() for f in frames)
+    assert 0.1 <= elapsed < 0.3  # the first at once, then one every 10 ms
 
 
 def test_constructors_validate() -> None:
