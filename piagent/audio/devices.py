@@ -360,18 +360,17 @@ def negotiate_rate(
 def _close_portaudio(stream: Any, pa: Any, clean: bool) -> None:
     """Stop, close and terminate; runs in a closing thread (PortAudio releases the GIL)."""
     with _PORTAUDIO_LOCK:
-        try:
-            if stream is not None:
-                if clean:
-                    stream.stop_stream()  # waits for queued output to play (at most a period)
-                stream.close()  # aborts, then joins PortAudio's thread
-        except OSError as exc:
-            logger.debug("closing the stream: %s", exc)
-        finally:
+        steps: list[tuple[str, Callable[[], object]]] = []
+        if stream is not None:
+            if clean:  # let queued output play (at most a period or two)
+                steps.append(("stopping the stream", stream.stop_stream))
+            steps.append(("closing the stream", stream.close))  # aborts, joins PortAudio's thread
+        steps.append(("terminating PortAudio", pa.terminate))
+        for what, step in steps:
             try:
-                pa.terminate()
+                step()
             except OSError as exc:
-                logger.debug("terminating PortAudio: %s", exc)
+                logger.debug("%s: %s", what, exc)
 
 
 class _Device:
@@ -407,6 +406,7 @@ class _Device:
         self._failure: str | None = None  # set by a callback that had to abort
         self._healthy = False
         self._ever_opened = False
+        self._ever_healthy = False
         self._outage_since: float | None = None  # loop time the device went missing
         self._outage_logged = False
 
@@ -612,8 +612,12 @@ class _Device:
     def _confirm(self, now: float) -> None:
         self._healthy = True
         if self._outage_since is not None:
+            how = "back" if self._ever_healthy else "open"
             away = now - self._outage_since
-            logger.info("%s back after %.1f s: %s", self._kind.capitalize(), away, self._describe())
+            logger.info(
+                "%s %s after %.1f s: %s", self._kind.capitalize(), how, away, self._describe()
+            )
+        self._ever_healthy = True
         self._outage_since = None
         self._outage_logged = False
 

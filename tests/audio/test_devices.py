@@ -89,6 +89,14 @@ def native_threads() -> int:
     return sum(1 for _ in Path("/proc/self/task").iterdir())
 
 
+async def settled_threads(expected: int) -> int:
+    """The thread count once it is ``expected`` or 0.5 s have passed: a joined thread can
+    still be listed for a moment while the kernel tears it down."""
+    with contextlib.suppress(TimeoutError):
+        await wait_until(lambda: native_threads() == expected, "threads to exit", 0.5)
+    return native_threads()
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -274,8 +282,68 @@ def capture(args: Json) -> Json:
             }
             fifo.close()  # end of file: lets PortAudio's thread, blocked on the FIFO, go
             runner.cancel()
-        threads.append(native_threads())
+        threads.append(await settled_threads(threads[0]))
         return {**result, "threads": threads, "healthy_after": mic.healthy}
+
+    return asyncio.run(main())
+
+
+@scenario
+def capture_overrun(args: Json) -> Json:
+    """Capture 2 s while nobody reads: the queue keeps the newest second."""
+    rate = 16000
+    fifo = Fifo(Path(os.environ["FAKE_MIC_FILE"]))
+    fifo.write(fixture(rate, 2.0))  # 64000 bytes: fits the pipe
+
+    async def main() -> Json:
+        mic = Microphone(AudioInputConfig(device="fakemic", rate=rate), queue_frames=50)
+        mic.open()
+        async with asyncio.TaskGroup() as tasks:
+            runner = tasks.create_task(mic.run())
+            await wait_until(lambda: mic.overruns >= 50, "100 frames to arrive")
+            async with asyncio.timeout(1):
+                frames = [await mic.read() for _ in range(50)]
+            result = {
+                "overruns": mic.overruns,
+                "audio": b64(b"".join(f.astype("<i2").tobytes() for f in frames)),
+            }
+            fifo.close()
+            runner.cancel()
+        return result
+
+    return asyncio.run(main())
+
+
+@scenario
+def mic_absent_at_start(args: Json) -> Json:
+    """The microphone's file does not exist yet when the daemon starts; it appears later."""
+    rate = 48000
+    path = Path(os.environ["FAKE_MIC_FILE"])
+
+    async def main() -> Json:
+        mic = Microphone(AudioInputConfig(device="fakemic", rate=rate), **FAST)
+        received: list[Samples] = []
+
+        async def consume() -> None:
+            async for frame in mic.frames():
+                received.append(frame)
+
+        async with asyncio.TaskGroup() as tasks:
+            helpers = [tasks.create_task(mic.run()), tasks.create_task(consume())]
+            await asyncio.sleep(0.6)
+            while_absent = {"healthy": mic.healthy, "frames": len(received)}
+            fifo = Fifo(path)
+            fifo.write(fixture(rate, 0.2, seed=7))
+            await wait_until(lambda: mic.healthy, "the microphone to appear", 3.0)
+            await wait_until(lambda: sum(1 for f in received if f.any()) == 10, "its audio")
+            fifo.close()
+            for task in helpers:
+                task.cancel()
+        return {
+            "while_absent": while_absent,
+            "silent_first": all(not f.any() for f in received[: while_absent["frames"]]),
+            "sound": b64(b"".join(f.astype("<i2").tobytes() for f in received if f.any())),
+        }
 
     return asyncio.run(main())
 
@@ -310,7 +378,7 @@ def playback(args: Json) -> Json:
             drainer.cancel()
             fifo.close()  # PortAudio's thread may be blocked writing into the FIFO
             runner.cancel()
-        threads.append(native_threads())
+        threads.append(await settled_threads(threads[0]))
         return {**result, "threads": threads}
 
     return asyncio.run(main())
@@ -593,6 +661,34 @@ def test_capture_gain_doubles_with_clipping(card: FakeCard) -> None:
     clipped = int(np.count_nonzero(np.abs(expected.astype(np.int32)) >= 32767))
     assert clipped > np.count_nonzero(np.abs(source) >= 32767)  # the gain made more
     assert child.result["clipped"] == clipped
+
+
+@pytest.mark.timeout(60)
+def test_capture_queue_drops_the_oldest_frames(card: FakeCard) -> None:
+    child = run_child(card, "capture_overrun")
+    assert child.result["overruns"] == 50
+    newest = fixture(16000, 2.0)[16000:]
+    assert unb64(child.result["audio"]) == newest.astype("<i2").tobytes()
+
+
+@pytest.mark.timeout(60)
+def test_microphone_absent_at_start_yields_silence_then_opens(card: FakeCard) -> None:
+    child = run_child(card, "mic_absent_at_start")
+    result = child.result
+    absent = result["while_absent"]
+    assert absent["healthy"] is False
+    assert absent["frames"] == pytest.approx(0.6 / 0.02, abs=4) and result["silent_first"]
+    assert unb64(result["sound"]) == fixture(48000, 0.2, seed=7).astype("<i2").tobytes()
+    (warning,) = child.messages("WARNING")
+    assert warning.startswith(
+        "Microphone 'fakemic' unavailable: input device 'fakemic' exists but has no channels; "
+        "input devices: "
+    )
+    assert warning.endswith("(run `piagent devices`); retrying")
+    assert any("still unavailable" in m for m in child.messages("DEBUG"))
+    (info,) = child.messages("INFO")
+    assert info.startswith("Microphone open after ")
+    assert info.endswith(": 'fakemic' (index 0), 48000 Hz, period 20 ms")
 
 
 @pytest.mark.timeout(60)
