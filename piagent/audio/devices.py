@@ -5,12 +5,25 @@ stable name (:func:`resolve_device`), choosing its sample rate (:func:`negotiate
 capture and playback streams (:class:`Microphone`, :class:`Speaker`), noticing when a device is
 lost and reopening it by name, and ``piagent devices`` (:func:`list_devices`).
 
+Use, in the service's TaskGroup (``open()`` first is optional: it fails fast with a
+DeviceError, and tells the rates when the config leaves them to negotiation)::
+
+    mic, speaker = Microphone(config.audio.input), Speaker(config.audio.output)
+    mic.open(); speaker.open()
+    speaker.source = Playback(speaker.rate, period_s=speaker.period_s, ...)
+    tasks.create_task(mic.run()); tasks.create_task(speaker.run())
+    tasks.create_task(pump())  # async for frame in mic.frames(): client.feed(frame)
+
+``run()`` owns a device for good: it never returns, survives any device failure, and closes
+the device when cancelled; every await in it, and ``Microphone.read``, is safe to cancel.
+
 Threads. PortAudio runs one callback thread per open stream. A microphone's callback does one
 thing: ``loop.call_soon_threadsafe`` to hand the captured bytes to the event loop, where they are
 cut into frames. A speaker's callback must return samples at once, so it pulls them from its
 ``source`` (``SampleSource.read``, thread-safe and never blocking) and only sets counters the
-loop reads. Closing a stream runs in a short-lived daemon thread, because PortAudio's close
-joins the callback thread and that thread can be stuck in a system call on a failing device:
+loop reads (while the device is down, the loop drains the source in its place).
+Closing a stream runs in a short-lived daemon thread, because PortAudio's close joins the
+callback thread and that thread can be stuck in a system call on a failing device:
 the loop waits for it with a timeout and abandons it rather than hang. Everything else,
 including opening (a few milliseconds; it briefly blocks the loop), runs on the event loop.
 ``_PORTAUDIO_LOCK`` serialises PortAudio's process-wide calls (initialise, open, close,
