@@ -612,7 +612,13 @@ class _Doctor:
         try:
             socket_ = await open_socket(url, settings)
         except ConnectFailed as exc:
-            return self._ending_failure(exc.ending, shown)
+            ending = exc.ending
+            # asyncio words a refused connection "Connect call failed (address)"; the errno it
+            # keeps says what happened ("Connection refused", "No route to host").
+            cause = exc.__context__
+            if isinstance(cause, OSError) and cause.errno and not isinstance(cause, ssl.SSLError):
+                ending = dataclasses.replace(ending, detail=os.strerror(cause.errno))
+            return self._ending_failure(ending, shown)
         error: ServerErrorEvent | None = None
         metadata: ConversationInitiationMetadata | None = None
         try:
