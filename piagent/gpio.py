@@ -21,9 +21,10 @@ Button semantics (every edge is debounced first: a level counts once it has been
 - ``tap``: a press opens a hands-free conversation (``set_hands_free(True)``); the next press
   hangs up (``hang_up()``). With double presses enabled that hang-up waits ``double_press_s``
   so that a double press can still mute mid-conversation without ending it.
-- Long press (held ``long_press_s``, ``long_press_action: hangup``): ``hang_up()``; the
-  release that ends it does nothing, so no half turn is left behind. In tap mode only a press
-  that opened the conversation can become a long press (the other one already hangs up).
+- Long press (held ``long_press_s``, ``long_press_action: hangup``; toggle and tap modes
+  only, since in hold mode holding is talking): ``hang_up()``; the release that ends it does
+  nothing, so no half turn is left behind. In tap mode only a press that opened the
+  conversation can become a long press (the other one already hangs up).
 - Double press (the second press starts within ``double_press_s`` of the first,
   ``double_press_action: mute``): the second press toggles mute (``set_muted(not muted)``)
   and does nothing else; its release and its holding do nothing. The first press has already
@@ -150,7 +151,9 @@ class PushToTalk:
         self._controls = controls
         self._loop = loop if loop is not None else asyncio.get_running_loop()
         self._bounce_s = config.bounce_ms / 1000.0
-        self._long_press = config.long_press_action == "hangup"
+        # In hold mode holding is talking, for as long as the user speaks: a long press there
+        # is a long turn, never a hang-up (the idle timeout or ``ctl hangup`` end those).
+        self._long_press = config.long_press_action == "hangup" and config.mode != "hold"
         self._double_press = config.double_press_action == "mute"
         self._closed = False
         # Debouncing: the last level seen and the debounced one (a button held down at start

@@ -175,15 +175,13 @@ def test_hold_presses_while_held_and_releases(factory: MockFactory) -> None:
     run_button(factory, button_config(), script)
 
 
-def test_hold_long_press_hangs_up_without_a_half_turn(factory: MockFactory) -> None:
+def test_hold_mode_a_long_hold_is_a_long_turn_not_a_hang_up(factory: MockFactory) -> None:
+    # Holding is talking: a user speaking for longer than long_press_s is not hung up on.
     async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
         await down(pin, HELD)
-        assert c.calls == ["press", "hang_up"] and not c.held
+        assert c.calls == ["press"] and c.held
         await up(pin)
-        assert c.calls == ["press", "hang_up"]  # the release ends nothing more
-        await down(pin, GAP)  # a long press is not half of a double press
-        await up(pin)
-        assert c.calls == ["press", "hang_up", "press", "release"]
+        assert c.calls == ["press", "release"]
 
     run_button(factory, button_config(), script)
 
