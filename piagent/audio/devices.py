@@ -141,7 +141,8 @@ class SampleSource(Protocol):
 @contextlib.contextmanager
 def _stderr_silenced() -> Iterator[None]:
     """Point fd 2 at /dev/null for the duration (PortAudio/ALSA/JACK print there directly)."""
-    sys.stderr.flush()  # our own buffered text belongs to the real stderr
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # None or closed: fine
+        sys.stderr.flush()  # our own buffered text belongs to the real stderr
     try:
         saved = os.dup(2)
     except OSError:  # no fd 2 at all: nothing to silence
