@@ -35,7 +35,11 @@ import numpy.typing as npt
 import scipy
 from scipy import signal
 
+from piagent.audio.codecs import encode_audio
+from piagent.audio.levels import apply_gain
 from piagent.audio.resample import StreamResampler
+from piagent.protocol.messages import AudioFormat, ConversationInitiationMetadata, encode
+from piagent.protocol.session import Session
 
 try:
     import soxr  # type: ignore[import-untyped, import-not-found, unused-ignore]
@@ -238,7 +242,54 @@ def main(argv: list[str] | None = None) -> int:
     widths = [max(len(row[i]) for row in [headings, *rows]) for i in range(len(headings))]
     for row in [headings, ["-" * w for w in widths], *rows]:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+    print()
+    print_send_loop(args.repeats)
     return 0
+
+
+def send_loop_cpu_s(src_rate: int, fmt: AudioFormat, seconds: float, chunk_ms: int) -> float:
+    """CPU seconds to send ``seconds`` of microphone audio through the real send path.
+
+    Per frame, as the daemon does it: the PortAudio bytes to int16 (``np.frombuffer``), the
+    microphone gain (``levels.apply_gain``), the stream resampler to the agent's rate, the wire
+    codec, and ``Session.send_audio`` (base64 and the JSON frame), collected with
+    ``data_to_send``. Everything but the socket write."""
+    frame = src_rate * chunk_ms // 1000
+    raw = speechlike(src_rate, seconds).astype("<i2").tobytes()
+    session = Session()
+    session.initiate()
+    session.receive_text(encode(ConversationInitiationMetadata("bench", fmt, fmt)))
+    session.data_to_send()
+    resampler = StreamResampler(src_rate, fmt.sample_rate)
+    step = frame * 2
+    start = time.process_time()
+    for offset in range(0, len(raw) - step + 1, step):
+        samples = np.frombuffer(raw[offset : offset + step], dtype="<i2").astype(np.int16)
+        samples, _clipped = apply_gain(samples, 0.0)
+        session.send_audio(encode_audio(resampler.process(samples), fmt))
+        session.data_to_send()
+    return time.process_time() - start
+
+
+def print_send_loop(repeats: int) -> None:
+    """The whole send loop per second of audio, and as a share of one core."""
+    print("send loop (capture bytes -> gain -> resample -> encode -> JSON), per second of audio")
+    print("  mic rate -> agent format   chunk   CPU ms per s of audio   share of one core")
+    for src, fmt, chunk_ms in (
+        (48000, AudioFormat.PCM_16000, 20),
+        (44100, AudioFormat.PCM_16000, 20),
+        (48000, AudioFormat.ULAW_8000, 20),
+        (48000, AudioFormat.PCM_16000, 100),
+    ):
+        seconds = 10.0
+        cpu = statistics.median(
+            send_loop_cpu_s(src, fmt, seconds, chunk_ms) for _ in range(repeats)
+        )
+        per_second_ms = cpu / seconds * 1000
+        print(
+            f"  {src:>5} -> {fmt.value:<12}  {chunk_ms:>3} ms   {per_second_ms:20.2f}   "
+            f"{per_second_ms / 10:16.3f} %"
+        )
 
 
 if __name__ == "__main__":
