@@ -8,6 +8,17 @@
     │   └── LocalProtocolError     our own code asked for something the protocol forbids now
     └── ScenarioError          a simulator scenario or agent file is invalid
 
+The modules that own a kind of failure define its class next to the code that raises it, each
+a ``PiagentError``:
+
+    RestError            rest.py       an HTTP call failed; ``fatal`` says whether to retry
+    ConnectFailed        transport.py  a socket could not be opened; carries the ``Ending``
+    NotConnected         client.py     a request needs a live conversation
+    DeviceError          audio/devices.py  an audio device is missing or refuses the format
+    WavFileError         audio/wavio.py    a WAV file is missing or not 16-bit mono
+    ControlSocketError   control.py    the control socket cannot be served or reached
+    RequestError         control.py    a control request is malformed
+
 This module is pure: it imports nothing from the rest of piagent and nothing that does I/O,
 so the protocol core can use it.
 """
