@@ -618,3 +618,27 @@ def test_api_key_and_signed_urls_never_reach_a_log(caplog: pytest.LogCaptureFixt
     assert key not in text
     assert "conversation_signature" not in text
     assert "connecting to ws://127.0.0.1" in text  # the URL is logged, redacted
+
+
+def test_max_duration_lets_the_closing_words_play_out() -> None:
+    agent = AgentDefinition(
+        first_message="",
+        max_conversation_duration_message="Our time is up, goodbye for now.",
+        audio_pace=8,
+    )
+    scenario = Scenario.from_yaml("steps:\n  - max_duration: true\n")
+
+    async def main() -> None:
+        async with SimServer([agent], scenario=scenario) as sim, rig(sim) as r:
+            r.client.press()
+            r.client.release()
+            await r.wait_for(lambda: bool(sim.conversations) and sim.conversations[0].close_code)
+            assert sim.conversations[0].close_code == 1000
+            await r.sink.wait_drained()
+            assert r.sink.flushed_samples == 0
+            assert len(r.sink.heard()) > RATE  # the whole closing sentence was heard
+            ending = r.client.status().last_ending
+            assert ending is not None and ending.reason is EndReason.MAX_DURATION
+            assert not ending.reason.is_error
+
+    run(main())

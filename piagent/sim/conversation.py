@@ -225,16 +225,23 @@ class Conversation:
         if ending.code is not None:
             self._unstalled.set()
             try:
-                async with asyncio.timeout(FINISH_TIMEOUT):
-                    if ending.speak:
-                        turn = await self._speaker.prepare(
-                            ending.speak, next(self._ids), self.settings
-                        )
-                        await self._speaker.play(turn)
-                    for event in ending.events:
-                        await self._emit(event)
+                async with asyncio.timeout(FINISH_TIMEOUT), asyncio.TaskGroup() as tasks:
+                    # The client keeps streaming while the agent says its last words: go on
+                    # reading, as a real server does, or the socket's queue fills, reading
+                    # pauses and the client's WebSocket pings go unanswered.
+                    reader = tasks.create_task(self._drain())
+                    try:
+                        if ending.speak:
+                            turn = await self._speaker.prepare(
+                                ending.speak, next(self._ids), self.settings
+                            )
+                            await self._speaker.play(turn)
+                        for event in ending.events:
+                            await self._emit(event)
+                    finally:
+                        reader.cancel()
                 await self.ws.close(ending.code, ending.reason)
-            except (ConnectionClosed, TimeoutError):
+            except* (ConnectionClosed, TimeoutError):
                 pass
             logger.info(
                 "conversation %s closed by the agent: %d %s",
@@ -244,6 +251,26 @@ class Conversation:
             )
         await self.ws.wait_closed()
         self.record.mark_closed(*close_info(self.ws))
+
+    async def _drain(self) -> None:
+        """Read and record client frames until cancelled or the socket closes (the end)."""
+        try:
+            while True:
+                frame = await self.ws.recv()
+                if isinstance(frame, bytes):
+                    continue
+                try:
+                    message = parse_client(frame)
+                except RemoteProtocolError:
+                    continue
+                if isinstance(message, UserAudioChunk):
+                    self.record.audio_chunks += 1
+                    if self._record_traffic:
+                        self.record.user_audio.extend(message.audio)
+                else:
+                    self.record.received.append(message)
+        except ConnectionClosed:
+            return
 
     # ----------------------------------------------------------------------------------------
     # Receiving
