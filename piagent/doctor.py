@@ -221,6 +221,9 @@ async def _in_thread(work: Callable[[], T], what: str) -> T:
     future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
     def run() -> None:
+        # RUNNING from here on, so cancelling the await leaves this future to be settled.
+        if not future.set_running_or_notify_cancel():
+            return
         try:
             future.set_result(work())
         except Exception as exc:
@@ -454,11 +457,12 @@ class _Doctor:
     async def check_input_device(self) -> Check:
         audio = self._config().audio
         probe = _probe_wav_input if audio.backend == "wav" else _open_microphone
+        self.input_ok = False  # until it opens: a timeout leaves it so
         try:
             found = await _in_thread(lambda: probe(audio.input), "input")
         except Exception as exc:
-            self.input_ok = False
             return _device_failure("input device", audio.backend, audio.input.device, exc)
+        self.input_ok = True
         return _ok("input device", found)
 
     async def check_output_device(self) -> Check:

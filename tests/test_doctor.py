@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 import yaml
 
+from piagent import doctor as doctor_module
 from piagent.doctor import CHECK_NAMES, run_doctor
 from piagent.sim.agent import AgentDefinition
 from piagent.sim.server import SimServer
@@ -255,7 +256,7 @@ def test_an_unknown_agent_says_check_the_agent_id(
 
 
 def test_a_key_file_open_to_others_fails_with_the_chmod_hint(
-    tmp_path: Path, sim: SimServer
+    tmp_path: Path, sim: SimServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     key_file = tmp_path / "api_key"
     key_file.write_text(KEY, encoding="utf-8")
@@ -267,6 +268,8 @@ def test_a_key_file_open_to_others_fails_with_the_chmod_hint(
     assert "the file is open to group or others (mode 0644)" in text
     assert f"-> chmod 600 {key_file}" in text
     assert "ok    agent" in text  # the key still works
+    # Reported once, in the report: config's own warning about the mode is held back.
+    assert not [r for r in caplog.records if r.name == "piagent.config"]
 
 
 def test_an_unreadable_key_file_makes_the_config_invalid_but_the_rest_is_checked(
@@ -585,3 +588,28 @@ def test_a_muted_microphone_and_a_missing_speaker_over_the_alsa_fake_card(
     assert recording["status"] == "fail"
     assert "'fakemic' at 44100 Hz: digital silence (every sample is 0)" in recording["detail"]
     assert "alsamixer" in recording["hint"] and "capture" in recording["hint"]
+
+
+def test_a_check_that_hangs_is_abandoned_at_its_limit(
+    tmp_path: Path, sim: SimServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A FIFO nobody writes into: opening it to read blocks, as a hung device would.
+    fifo = tmp_path / "hung.wav"
+    os.mkfifo(fifo)
+    audio = {
+        "backend": "wav",
+        "input": {"file": str(fifo)},
+        "output": {"file": str(tmp_path / "speaker.wav")},
+    }
+    path = write_config(tmp_path, sim, audio=audio)
+    monkeypatch.setitem(doctor_module.LIMITS, "input device", 0.3)
+    try:
+        code, _, checks = doctor_json(path)
+    finally:
+        # Let the abandoned thread go: a writer that leaves at once gives its read an EOF.
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert code == 1
+    assert checks["input device"]["detail"] == "no answer within 0.3 s"
+    assert "sound card does not answer" in checks["input device"]["hint"]
+    assert checks["recording"]["status"] == "skip"
+    assert checks["agent"]["status"] == "ok"  # the checks after it still ran
