@@ -152,6 +152,10 @@ class ClientOptions:
     chunk_ms: int = 20  # microphone frame length, for the hold buffer's bound
     hold_limit: float = 30.0  # most audio held while connecting; older frames are dropped
     ending_grace: float = 10.0  # after the server announced the end, wait this long for it
+    # "thinking" ends without a reply: after empty_turn_timeout when the server never heard a
+    # user turn (the button was pressed with nothing said), else after reply_timeout.
+    empty_turn_timeout: float = 5.0
+    reply_timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +198,7 @@ class _Conversation:
     down: StreamResampler | None = None  # output format rate -> speaker rate
     hang_up: asyncio.Event = field(default_factory=asyncio.Event)
     let_finish: bool = False  # a hang-up waits for the agent's queued words
+    active_at: float | None = None  # when metadata arrived
     group: asyncio.TaskGroup | None = None  # owns the supervisor and tool calls
     tools: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -295,6 +300,7 @@ class AgentClient:
         self._sending_voice = False
         self._spoke_since_press = False
         self._awaiting_reply_since: float | None = None
+        self._turn_heard = False  # the server acknowledged the turn awaiting its reply
         self._last_activity = clock()
         self._hold: collections.deque[Samples] = collections.deque(
             maxlen=max(1, int(options.hold_limit * 1000 / options.chunk_ms))
@@ -413,6 +419,7 @@ class AgentClient:
         self._touch()
         if self._spoke_since_press or self._hold:
             self._awaiting_reply_since = self._clock()
+            self._turn_heard = False
         self.refresh_state()
 
     def set_hands_free(self, on: bool) -> None:
@@ -439,6 +446,7 @@ class AgentClient:
         """A typed user message: interrupts the agent; opens a conversation when needed."""
         self._touch()
         self._awaiting_reply_since = self._clock()
+        self._turn_heard = True
         self._send_or_hold(UserMessage(text))
         self.refresh_state()
 
@@ -582,6 +590,7 @@ class AgentClient:
             await self._playing.wait()
             self._playing.clear()
             await self._sink.wait_drained()
+            self._touch()  # idle time counts from the agent's last word heard, not received
             self.refresh_state()
 
     async def _converse_forever(self) -> None:
@@ -700,6 +709,7 @@ class AgentClient:
                 why = "hang-up" if conv.hang_up.is_set() else "maximum length"
                 await self._hang_up(conv, why, drain=conv.let_finish)
                 return
+            self._expire_reply_wait(conv, now)
             busy = self._held or self._sink.is_playing or self._awaiting_reply_since is not None
             if now >= idle_at and not busy:
                 await self._hang_up(conv, "idle", drain=True)
@@ -712,6 +722,20 @@ class AgentClient:
                     await conv.hang_up.wait()
             except TimeoutError:
                 pass
+
+    def _expire_reply_wait(self, conv: _Conversation, now: float) -> None:
+        """Stop waiting for a reply that is not coming: a press with nothing said (the server
+        heard no turn), or a server that stays silent. Counted from the release, or from the
+        moment the conversation started if the release came while it was still connecting."""
+        since = self._awaiting_reply_since
+        if since is None or conv.active_at is None:
+            return
+        heard = self._turn_heard
+        limit = self._options.reply_timeout if heard else self._options.empty_turn_timeout
+        if now - max(since, conv.active_at) > limit:
+            logger.info("no reply to the user's turn%s", "" if heard else " (no speech heard)")
+            self._awaiting_reply_since = None
+            self.refresh_state()
 
     async def _hang_up(self, conv: _Conversation, why: str, *, drain: bool) -> None:
         session = conv.link.session
@@ -779,6 +803,7 @@ class AgentClient:
                 logger.info("user: %s", text)
                 self._notify("user", text)
                 self._touch()
+                self._turn_heard = True
                 if self._hands_free and self._awaiting_reply_since is None:
                     self._awaiting_reply_since = self._clock()  # end of speech
             case VadScore(vad_score=score):
@@ -806,6 +831,7 @@ class AgentClient:
         conv.up = StreamResampler(self._source_rate, meta.user_input_audio_format.sample_rate)
         conv.down = StreamResampler(meta.agent_output_audio_format.sample_rate, self._sink.rate)
         self._connecting = False
+        conv.active_at = self._clock()
         logger.info(
             "conversation %s started (user audio %s, agent audio %s)",
             meta.conversation_id,
@@ -818,6 +844,7 @@ class AgentClient:
             message = self._pending.popleft()
             if isinstance(message, UserMessage):
                 self._awaiting_reply_since = self._clock()
+                self._turn_heard = True
             session.send(message)
         while self._hold:
             self._send_frame(conv, self._hold.popleft(), True)
