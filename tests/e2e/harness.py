@@ -36,7 +36,7 @@ import threading
 import time
 import wave
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -44,6 +44,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 import yaml
+from scipy.signal import correlate
 
 from piagent.sim.record import ConversationRecord
 from piagent.sim.server import SimServer
@@ -482,9 +483,6 @@ class Notify:
                 return i, moment
         return None
 
-    def count(self, fragment: str, after: int = 0) -> int:
-        return sum(fragment in text for _, text in self.messages[after:])
-
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)
@@ -561,12 +559,18 @@ class Daemon:
     def context(self) -> str:
         """The daemon's side of a failure: exit status, stderr tail, notify messages, status."""
         lines = self.log().splitlines()[-STDERR_TAIL:]
-        notes = [f"  {moment - self.started:7.3f} {text}" for moment, text in self.notify.messages]
+        messages = self.notify.messages
+        notes = [
+            f"  {moment - self.started:7.3f} {text}"
+            for moment, text in messages
+            if text != "WATCHDOG=1"
+        ]
+        pings = sum(text == "WATCHDOG=1" for _, text in messages)
         return "\n".join(
             [
                 f"--- daemon pid {self.pid}, exit status {self.proc.poll()}",
                 f"--- last status: {json.dumps(self.last_status)}",
-                "--- notify messages (s since start):",
+                f"--- notify messages (s since start; {pings} WATCHDOG=1 not shown):",
                 *notes[-40:],
                 f"--- stderr (last {STDERR_TAIL} lines):",
                 *lines,
@@ -704,24 +708,8 @@ def base_config(
     return config
 
 
-@contextlib.contextmanager
-def running_daemon(
-    tmp: Path, config: dict[str, Any], env: dict[str, str] | None = None
-) -> Iterator[Daemon]:
-    daemon = Daemon(tmp, config, env)
-    try:
-        yield daemon
-    finally:
-        daemon.close()
-
-
 # ----------------------------------------------------------------------------------------------
 # The simulator's side
-
-
-def wait_until(what: str, probe: Callable[[], T | None], within: float, daemon: Daemon) -> T:
-    """``daemon.wait_for`` for conditions on the simulator (the daemon's side on failure)."""
-    return daemon.wait_for(what, probe, within)
 
 
 def record(sim: SimServer, n: int, daemon: Daemon, within: float = 15.0) -> ConversationRecord:
@@ -762,8 +750,6 @@ def sleep_until(moment: float) -> None:
 def best_match(haystack: Samples, needle: Samples) -> tuple[int, float]:
     """Where ``needle`` best matches inside ``haystack``: (offset, normalised correlation,
     1.0 for an exact copy at any gain)."""
-    from scipy.signal import correlate
-
     h = haystack.astype(np.float64)
     n = needle.astype(np.float64)
     if len(h) < len(n) or not np.any(n):

@@ -193,6 +193,7 @@ def test_press_speak_release_hear_the_answer_alsa(
     release = daemon.ctl("release")
     check_answer(daemon, sim, alsa.speaker, speech, press, release)
     daemon.check(daemon.status()["devices"]["input"]["rate"] == 48000, "not captured at 48 kHz")
+    assert daemon.stop() == 0  # PortAudio's streams close while the card's clock runs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,6 +257,10 @@ def check_barge_in(
         f for kind, f in frames[at:] if kind == "audio" and f["audio_event"]["event_id"] == turn
     ]
     daemon.check(len(stale) >= 1, "the simulator sent no stale chunks")
+    heard_by_sim = sound_seconds(pcm(rec.user_audio), RATE)
+    daemon.check(
+        abs(heard_by_sim - SPEECH_S) <= 0.1, f"the simulator heard {heard_by_sim} s of sound"
+    )
     # ... and the answer (the parrot replays the user's speech) comes after the release.
     daemon.wait_for(
         "the answer after the barge-in",
@@ -295,6 +300,7 @@ def test_barge_in_by_button_wav(sim: SimServer, tmp_path: Path, daemons: list[Da
         sleep_until(timeline.start + speech_at - 0.5)
         mark = len(daemon.notify.messages)
         press = daemon.ctl("press")
+        daemon.check(press.done < timeline.start + speech_at, "the press came too late")
         sleep_until(timeline.start + speech_at + SPEECH_S + 0.1)
         release = daemon.ctl("release")
         check_barge_in(daemon, sim, timeline, speech, press, release, mark)
@@ -326,6 +332,7 @@ def test_barge_in_by_button_alsa(
     )
     release = daemon.ctl("release")
     check_barge_in(daemon, sim, alsa.speaker, speech, press, release, mark)
+    assert daemon.stop() == 0
 
 
 def test_typed_message_interrupts_and_is_answered(
