@@ -1,0 +1,908 @@
+#!/usr/bin/env python3
+"""piagent against the official SDK's ``Conversation``: the same scripted conversation, each in
+its own process, with identically paced audio, side by side in one run.
+
+The simulator (``SimServer`` in a thread of this process) plays one scenario to every client: a
+greeting, ``N`` user turns each answered by the agent (the answer before the last one is long
+and the user's last turn barges into it, so the simulator sends ``interruption``), then
+``end_call``. Pings every second. Both clients hear the same microphone: one 16 kHz WAV file
+holding the user's ``N`` sentences (speech-like audio synthesized from known text) at fixed
+times, with digital silence between them, played in real time from the start of the
+conversation, then silence. Both write what they play to a 16 kHz WAV timeline in real time,
+in 20 ms periods, silence included, as a sound card would.
+
+* piagent: ``piagent run`` with the ``wav`` backend (20 ms microphone frames), mock pins, no
+  earcons; the bench presses the button over the control socket as soon as the daemon answers
+  and holds it for the whole conversation (an open microphone, as the SDK has).
+* SDK: this file run as a child (``--sdk-child``; it imports only the standard library and
+  ``elevenlabs``) holding ``Conversation(ElevenLabs(base_url=sim), ..., audio_interface=
+  WavDevice)``. ``WavDevice`` is an ``AudioInterface``: a thread feeds the same WAV in 250 ms
+  chunks (4000 frames, the size ``DefaultAudioInterface`` uses) on absolute deadlines; a thread
+  writes the output timeline in 20 ms periods; ``interrupt`` drops what is queued. The
+  callbacks print the agent's and the user's words, as piagent logs them.
+
+Runs alternate (piagent, SDK, piagent, SDK, ...). Figures per process, over the conversation
+(from the simulator sending the metadata to the socket closing):
+
+* CPU seconds per conversation minute: ``/proc/<pid>/stat`` utime+stime+cutime+cstime, read by
+  the simulator at those two moments; also the CPU spent before the conversation (start-up);
+* peak resident memory: ``VmHWM`` once the conversation is over; threads at its end;
+* the period of user audio chunks as the server sees them: arrival times of
+  ``user_audio_chunk`` frames at the simulator (median and 95th percentile);
+* pong latency: the simulator's ``ping_rtts_ms``;
+* interruption to silence: from the simulator sending ``interruption`` to the first 30 ms of
+  digital silence in the client's speaker timeline (the interrupted answer is synthesized
+  without pauses, so its first silence is the flush). The timeline's start is estimated from
+  the file's growth, polled every 5 ms (periods are written on deadlines, never early);
+* piagent only, in a separate phase with its own daemon and a microphone that is always speech:
+  press to first chunk on the wire, from sending ``press`` on the control socket (what ``piagent
+  ctl press`` sends, without the interpreter's start-up) to the first non-silent chunk
+  arriving at the simulator: cold (the press opens the conversation) and warm (it is open).
+
+The simulator records no arrival times, so this script subclasses its ``Conversation`` (the
+per-connection handler) to time ``user_audio_chunk`` frames, ``interruption`` frames and the
+metadata, and to read the client's ``/proc`` figures at those moments. The tables are
+markdown. Goals: piagent's CPU per conversation minute <= the SDK's; piagent's chunk period
+<= a tenth of the SDK's. Exit status 1 when a goal is missed (not judged with ``--quick``),
+2 when a run failed.
+
+    .venv/bin/python scripts/bench_vs_sdk.py [--runs N] [--turns N] [--quick] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+SAMPLE_RATE = 16_000
+SDK_CHUNK_FRAMES = 4_000  # DefaultAudioInterface's frames_per_buffer: 250 ms
+PERIOD_MS = 20  # speaker timeline period, both clients (piagent's WavSpeaker default)
+WAIT = 20.0  # seconds: the longest any single expected event may take
+
+
+# --------------------------------------------------------------------------------------------
+# The SDK child: standard library and elevenlabs only (no numpy, no piagent), so its CPU and
+# memory are the SDK's own.
+
+
+def read_pcm(path: str) -> bytes:
+    with wave.open(path, "rb") as wav:
+        if (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) != (1, 2, SAMPLE_RATE):
+            raise SystemExit(f"{path}: need 16-bit mono {SAMPLE_RATE} Hz")
+        return wav.readframes(wav.getnframes())
+
+
+def sdk_child(*args: str, limit: float) -> int:
+    """Hold one conversation with the SDK (``args``: base URL, agent id, microphone WAV,
+    speaker WAV); print a JSON line; return when stdin says so."""
+    base_url, agent_id, mic, speaker = args
+    import warnings
+
+    with warnings.catch_warnings():
+        # elevenlabs 2.78.0 touches deprecated websockets names at import (see the SDK test).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from elevenlabs.client import ElevenLabs
+        from elevenlabs.conversational_ai.conversation import AudioInterface, Conversation
+
+    class WavDevice(AudioInterface):
+        """The SDK's audio device: the WAV microphone in 250 ms chunks, a 20 ms timeline."""
+
+        def __init__(self, mic_pcm: bytes, speaker_path: str) -> None:
+            self._mic = mic_pcm
+            self._speaker_path = speaker_path
+            self._lock = threading.Lock()
+            self._queued = bytearray()
+            self._stop = threading.Event()
+            self._threads: list[threading.Thread] = []
+            self.speaker_start: float | None = None
+            self.interrupts = 0
+
+        def start(self, input_callback: Callable[[bytes], None]) -> None:
+            for target, name in ((self._capture, "wav-mic"), (self._play, "wav-speaker")):
+                thread = threading.Thread(
+                    target=target, args=(input_callback,), name=name, daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+
+        def _capture(self, input_callback: Callable[[bytes], None]) -> None:
+            size = 2 * SDK_CHUNK_FRAMES
+            period = SDK_CHUNK_FRAMES / SAMPLE_RATE
+            start = time.monotonic()
+            k = 0
+            # Chunk k is delivered once captured, at start + (k + 1) * period, as piagent's
+            # WavMicrophone delivers its frames.
+            while not self._stop.wait(max(0.0, start + (k + 1) * period - time.monotonic())):
+                chunk = self._mic[k * size : (k + 1) * size]
+                input_callback(chunk + bytes(size - len(chunk)))
+                k += 1
+
+        def _play(self, _: object) -> None:
+            size = 2 * SAMPLE_RATE * PERIOD_MS // 1000
+            period = PERIOD_MS / 1000
+            with wave.open(self._speaker_path, "wb") as out:
+                out.setnchannels(1)
+                out.setsampwidth(2)
+                out.setframerate(SAMPLE_RATE)
+                start = self.speaker_start = time.monotonic()
+                k = 0
+                while not self._stop.is_set():
+                    # Every period whose deadline has passed is written (period k at
+                    # start + k * period), as piagent's WavSpeaker writes its timeline.
+                    due = int((time.monotonic() - start) / period) + 1
+                    with self._lock:
+                        want = (due - k) * size
+                        data = bytes(self._queued[:want])
+                        del self._queued[:want]
+                    out.writeframes(data + bytes(want - len(data)))
+                    k = due
+                    self._stop.wait(max(0.0, start + k * period - time.monotonic()))
+
+        def output(self, audio: bytes) -> None:
+            with self._lock:
+                self._queued.extend(audio)
+
+        def interrupt(self) -> None:
+            with self._lock:
+                self._queued.clear()
+                self.interrupts += 1
+
+        def stop(self) -> None:
+            self._stop.set()
+            for thread in self._threads:
+                if thread is not threading.current_thread():
+                    thread.join(5)
+
+    device = WavDevice(read_pcm(mic), speaker)
+    conversation = Conversation(
+        ElevenLabs(base_url=base_url, api_key=None),
+        agent_id,
+        requires_auth=False,
+        audio_interface=device,
+        callback_agent_response=lambda text: print(f"agent: {text}", file=sys.stderr),
+        callback_user_transcript=lambda text: print(f"user: {text}", file=sys.stderr),
+    )
+    timer = threading.Timer(limit, conversation.end_session)
+    timer.daemon = True
+    timer.start()
+    conversation.start_session()  # type: ignore[no-untyped-call]
+    conversation_id = conversation.wait_for_session_end()
+    timer.cancel()
+    print(
+        json.dumps(
+            {
+                "conversation_id": conversation_id,
+                "speaker_start": device.speaker_start,
+                "interrupts": device.interrupts,
+            }
+        ),
+        flush=True,
+    )
+    sys.stdin.readline()  # the parent reads /proc first
+    return 0
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--sdk-child"]:
+    sys.exit(sdk_child(*sys.argv[2:6], limit=float(sys.argv[6])))
+
+
+# --------------------------------------------------------------------------------------------
+# The parent: the simulator, both clients, the figures.
+
+import contextlib  # noqa: E402 - the child must not import what follows
+import io  # noqa: E402
+import itertools  # noqa: E402
+import platform  # noqa: E402
+import select  # noqa: E402
+import signal  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from importlib.metadata import version  # noqa: E402
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+import piagent.sim.server  # noqa: E402
+from piagent import __version__  # noqa: E402
+from piagent.control import run_ctl  # noqa: E402
+from piagent.sim.agent import AgentDefinition  # noqa: E402
+from piagent.sim.conversation import Conversation  # noqa: E402
+from piagent.sim.record import ConversationRecord  # noqa: E402
+from piagent.sim.scenario import AgentSay, EndCall, ExpectUserTurn, Scenario, Step  # noqa: E402
+from piagent.sim.server import SimServer  # noqa: E402
+from piagent.sim.voice import PREMADE_VOICES, synthesize  # noqa: E402
+
+AGENT_VOICE = AgentDefinition().voice_id
+USER_VOICE = PREMADE_VOICES[1].voice_id  # Adam: the user sounds unlike the agent
+GREETING = "Hello, ask me anything."
+TURN_END_SILENCE_MS = 400  # longer than the longest pause inside a synthesized sentence
+BARGE_IN_AFTER = 1.2  # seconds into the long answer when the user's last turn starts
+GAP = 1.5  # seconds of silence between an answer's end and the next sentence
+USER_SENTENCES = [
+    "What is the weather like today?",
+    "Can you tell me a joke?",
+    "How far away is the moon?",
+    "Who wrote the first novel?",
+    "Set a timer for ten minutes.",
+    "What should I cook tonight?",
+    "Thank you, that is all.",
+]
+# The answer that is interrupted: letters only, so its audio has no pause to mistake for the
+# silence of the flush.
+LONG_ANSWER = "Welllletmetellyouaboutthelonghistoryofthisfineoldharbourtown"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchFailed(Exception):
+    """A run did not complete (exit 2)."""
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime + cutime + cstime of ``pid`` in seconds (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # fields[0] is field 3 (state): utime..cstime are fields 14-17.
+    return sum(int(fields[i]) for i in range(11, 15)) / CLK_TCK
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    out: dict[str, int] = {}
+    with (
+        contextlib.suppress(FileNotFoundError, ProcessLookupError),
+        open(f"/proc/{pid}/status") as status,
+    ):
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS", "Threads"):
+                out[key] = int(value.split()[0])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Timing the simulator's side
+
+
+@dataclass
+class Timeline:
+    """What the simulator saw of one connection, on the monotonic clock (shared by all
+    processes here: asyncio's loop time is ``time.monotonic``)."""
+
+    pid: int | None
+    chunk_times: list[float] = field(default_factory=list)
+    onsets: list[float] = field(default_factory=list)  # non-silent chunks after silence
+    interruptions: list[float] = field(default_factory=list)
+    metadata_at: float | None = None
+    closed_at: float | None = None
+    cpu_at_metadata: float | None = None
+    cpu_at_close: float | None = None
+    threads_at_close: int | None = None
+    _silent: bool = True
+
+
+TIMELINES: dict[int, Timeline] = {}  # id(record) -> its timeline
+CLIENT_PID: list[int | None] = [None]  # the process whose /proc the next connections read
+
+
+class TimedConversation(Conversation):
+    """The simulator's per-connection handler, plus the timestamps this bench needs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.timeline = Timeline(CLIENT_PID[0])
+        TIMELINES[id(self.record)] = self.timeline
+
+    async def _send_text(self, text: str) -> None:
+        timeline = self.timeline
+        if text.startswith('{"type":"conversation_initiation_metadata"'):
+            timeline.metadata_at = time.monotonic()
+            if timeline.pid is not None:
+                timeline.cpu_at_metadata = cpu_seconds(timeline.pid)
+        elif text.startswith('{"type":"interruption"'):
+            timeline.interruptions.append(time.monotonic())
+        await super()._send_text(text)
+
+    async def _receive_audio(self, audio: bytes, now: float) -> None:
+        timeline = self.timeline
+        timeline.chunk_times.append(now)
+        silent = not any(audio)
+        if timeline._silent and not silent:
+            timeline.onsets.append(now)
+        timeline._silent = silent
+        await super()._receive_audio(audio, now)
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            timeline = self.timeline
+            timeline.closed_at = time.monotonic()
+            if timeline.pid is not None:
+                timeline.cpu_at_close = cpu_seconds(timeline.pid)
+                timeline.threads_at_close = proc_status(timeline.pid).get("Threads")
+
+
+piagent.sim.server.Conversation = TimedConversation  # type: ignore[attr-defined]
+
+
+class FileGrowth:
+    """Polls a timeline WAV's size every 5 ms: the latest estimate of when its sample 0 played.
+
+    A writer of ``PERIOD_MS`` periods on deadlines has written ``n`` periods by ``t`` only if
+    ``t >= start + (n - 1) * period``; so ``start <= t - (n - 1) * period`` at every look, and
+    the smallest such bound is the estimate (late writes only loosen a bound)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.start: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="file-growth", daemon=True)
+
+    def __enter__(self) -> FileGrowth:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        per_period = 2 * SAMPLE_RATE * PERIOD_MS // 1000
+        while not self._stop.wait(0.005):
+            try:
+                size = self.path.stat().st_size
+            except FileNotFoundError:
+                continue
+            now = time.monotonic()
+            periods = (size - 44) // per_period
+            if periods >= 1:
+                bound = now - (periods - 1) * PERIOD_MS / 1000
+                if self.start is None or bound < self.start:
+                    self.start = bound
+
+
+def silence_after(
+    path: Path, start: float, at: float, min_ms: int = 30, look_back_s: float = 0.2
+) -> float | None:
+    """When the timeline in ``path`` (sample 0 at ``start``) first went digitally silent for
+    ``min_ms`` at or after ``at - look_back_s``; None if it never did or was silent already."""
+    with wave.open(str(path), "rb") as wav:
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    first = max(0, round((at - look_back_s - start) * SAMPLE_RATE))
+    run = SAMPLE_RATE * min_ms // 1000
+    loud = samples[first:] != 0
+    if not loud[: SAMPLE_RATE // 100].any():
+        return None  # nothing was playing: no interruption to measure
+    quiet = np.flatnonzero(np.convolve(~loud, np.ones(run, dtype=int), "valid") == run)
+    if not len(quiet):
+        return None
+    return start + (first + int(quiet[0])) / SAMPLE_RATE
+
+
+# --------------------------------------------------------------------------------------------
+# The script
+
+
+@dataclass(frozen=True)
+class Script:
+    """The scenario and the microphone that go together."""
+
+    scenario: Scenario
+    mic: bytes  # 16 kHz pcm16
+    turns: int
+    seconds: float  # the microphone's planned length
+
+
+def duration(text: str, voice: str) -> float:
+    speech = synthesize(text, SAMPLE_RATE, voice)
+    return len(speech.samples) / SAMPLE_RATE
+
+
+def make_script(turns: int) -> Script:
+    """Greeting, ``turns`` user sentences with their answers; the last sentence barges into
+    the long answer before it; end_call."""
+    if not 2 <= turns <= len(USER_SENTENCES):
+        raise SystemExit(f"--turns must be between 2 and {len(USER_SENTENCES)}")
+    sentences = [*USER_SENTENCES[: turns - 1], USER_SENTENCES[-1]]
+    answers = [f"Answer {i + 1}: noted, {text.lower()}" for i, text in enumerate(sentences)]
+    answers[-2] = LONG_ANSWER
+    steps: list[Step] = []
+    for answer in answers:
+        steps += [ExpectUserTurn(30.0), AgentSay(answer)]
+    steps.append(EndCall())
+    scenario = Scenario(
+        {
+            "first_message": GREETING,
+            "ping_interval": 1.0,
+            "turn_end_silence_ms": TURN_END_SILENCE_MS,
+        },
+        tuple(steps),
+    )
+    pieces: list[tuple[float, np.ndarray[Any, Any]]] = []
+    at_s = duration(GREETING, AGENT_VOICE) + GAP
+    for i, sentence in enumerate(sentences):
+        speech = synthesize(sentence, SAMPLE_RATE, USER_VOICE).samples
+        pieces.append((at_s, speech))
+        end = at_s + len(speech) / SAMPLE_RATE + TURN_END_SILENCE_MS / 1000
+        if i == len(sentences) - 2:
+            at_s = end + BARGE_IN_AFTER  # the last sentence barges into this answer
+        else:
+            at_s = end + duration(answers[i], AGENT_VOICE) + GAP
+    total = at_s + 2.0
+    mic = np.zeros(round(total * SAMPLE_RATE), dtype="<i2")
+    for at, speech in pieces:
+        first = round(at * SAMPLE_RATE)
+        mic[first : first + len(speech)] = speech
+    return Script(scenario, mic.tobytes(), turns, total)
+
+
+def write_wav(path: Path, pcm: bytes) -> None:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes(pcm)
+
+
+def continuous_speech(seconds: float) -> bytes:
+    """Voiced sound with no pause at all, for the press phase (every press is speech)."""
+    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    voiced = sum(np.sin(2 * np.pi * 140 * k * t + k) / k for k in range(1, 40))
+    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t)
+    return np.clip(np.rint(voiced * envelope * 4000), -32768, 32767).astype("<i2").tobytes()
+
+
+# --------------------------------------------------------------------------------------------
+# The clients
+
+
+class PiagentDaemon:
+    """``piagent run`` (WAV backend) in a work directory, driven over its control socket."""
+
+    def __init__(self, workdir: Path, sim: SimServer, mic: Path, agent_id: str) -> None:
+        self.workdir = workdir
+        self.socket = workdir / "control.sock"
+        self.speaker = workdir / "speaker.wav"
+        config = {
+            "agent": {"agent_id": agent_id, "server": sim.ws_base, "api_base": sim.http_base},
+            "audio": {
+                "backend": "wav",
+                "input": {"file": str(mic)},
+                "output": {"file": str(self.speaker), "rate": SAMPLE_RATE},
+                "earcons": False,
+            },
+            "gpio": {"pin_factory": "mock"},
+            "control": {"socket": str(self.socket)},
+            "session": {"idle_timeout": 60},
+            "logging": {"journal": False},
+        }
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+        env = {**os.environ, "STATE_DIRECTORY": str(workdir / "state")}
+        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM"):
+            env.pop(name, None)
+        self.log = open(workdir / "daemon.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "piagent", "run", "--config", str(workdir / "config.yaml")],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
+
+    def ctl(self, *words: str) -> str:
+        if self.proc.poll() is not None:
+            raise BenchFailed(f"piagent exited with {self.proc.returncode}")
+        out, err = io.StringIO(), io.StringIO()
+        code = run_ctl(self.socket, list(words), stdout=out, stderr=err, timeout=10.0)
+        if code != 0:
+            raise BenchFailed(f"ctl {' '.join(words)}: exit {code}: {err.getvalue().strip()}")
+        return out.getvalue()
+
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = json.loads(self.ctl("status", "--json"))
+        return status
+
+    def wait_ready(self) -> None:
+        """Poll the control socket every 10 ms until the daemon answers ``ready``."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchFailed(f"piagent exited with {self.proc.returncode}")
+            if self.socket.exists():
+                with contextlib.suppress(BenchFailed):
+                    if self.status()["state"] == "ready":
+                        return
+            time.sleep(0.01)
+        raise BenchFailed("piagent did not become ready in 30 s")
+
+    def wait_status(self, what: str, predicate: Callable[[dict[str, Any]], bool]) -> None:
+        deadline = time.monotonic() + WAIT
+        while not predicate(status := self.status()):
+            if time.monotonic() > deadline:
+                raise BenchFailed(f"timed out waiting for {what}: {status}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+
+def wait_record(sim: SimServer, index: int, within: float) -> ConversationRecord:
+    """The ``index``-th connection, once it has closed."""
+    deadline = time.monotonic() + within
+    while len(sim.conversations) <= index or not sim.conversations[index].closed:
+        if time.monotonic() > deadline:
+            raise BenchFailed(f"conversation {index} did not end within {within:g} s")
+        time.sleep(0.02)
+    return sim.conversations[index]
+
+
+@dataclass
+class Run:
+    """One client's figures for one conversation."""
+
+    client: str
+    conversation_s: float
+    cpu_s: float
+    startup_cpu_s: float
+    hwm_mb: float
+    threads: int | None
+    chunk_ms_median: float
+    chunk_ms_p95: float
+    chunks: int
+    pong_ms_median: float | None
+    pong_ms_max: float | None
+    interruption_to_silence_ms: float | None
+    user_turns: int
+    agent_turns: int
+    interruptions: int
+    close_code: int | None
+    speaker_start_error_ms: float | None = None  # SDK only: FileGrowth's estimate vs the truth
+
+    @property
+    def cpu_per_minute(self) -> float:
+        return self.cpu_s / (self.conversation_s / 60)
+
+
+def figures(
+    client: str, rec: ConversationRecord, hwm_kb: int, speaker: Path, start: float | None
+) -> Run:
+    timeline = TIMELINES[id(rec)]
+    if None in (timeline.metadata_at, timeline.closed_at, timeline.cpu_at_metadata) or (
+        timeline.cpu_at_close is None
+    ):
+        raise BenchFailed(f"{client}: the conversation was not timed: {timeline}")
+    assert timeline.metadata_at is not None and timeline.closed_at is not None
+    assert timeline.cpu_at_metadata is not None
+    times = [t for t in timeline.chunk_times if t <= timeline.closed_at]
+    gaps_ms = sorted(1000 * (b - a) for a, b in itertools.pairwise(times))
+    if not gaps_ms:
+        raise BenchFailed(f"{client}: no user audio arrived")
+    silence_ms = None
+    if timeline.interruptions and start is not None:
+        at = timeline.interruptions[0]
+        silent = silence_after(speaker, start, at)
+        silence_ms = None if silent is None else 1000 * (silent - at)
+    rtts = rec.ping_rtts_ms
+    return Run(
+        client=client,
+        conversation_s=timeline.closed_at - timeline.metadata_at,
+        cpu_s=timeline.cpu_at_close - timeline.cpu_at_metadata,
+        startup_cpu_s=timeline.cpu_at_metadata,
+        hwm_mb=hwm_kb / 1024,
+        threads=timeline.threads_at_close,
+        chunk_ms_median=statistics.median(gaps_ms),
+        chunk_ms_p95=gaps_ms[min(len(gaps_ms) - 1, int(0.95 * len(gaps_ms)))],
+        chunks=len(times),
+        pong_ms_median=statistics.median(rtts) if rtts else None,
+        pong_ms_max=max(rtts) if rtts else None,
+        interruption_to_silence_ms=silence_ms,
+        user_turns=len(rec.user_transcripts),
+        agent_turns=len(rec.agent_turns),
+        interruptions=len(rec.interruptions),
+        close_code=rec.close_code,
+    )
+
+
+def run_piagent(sim: SimServer, workdir: Path, mic: Path, script: Script) -> Run:
+    index = len(sim.conversations)
+    daemon = PiagentDaemon(workdir, sim, mic, "bench")
+    try:
+        CLIENT_PID[0] = daemon.proc.pid
+        daemon.wait_ready()
+        with FileGrowth(daemon.speaker) as growth:
+            daemon.ctl("press")  # held for the whole conversation: an open microphone
+            rec = wait_record(sim, index, script.seconds + 30)
+            status = proc_status(daemon.proc.pid)
+        return figures("piagent", rec, status.get("VmHWM", 0), daemon.speaker, growth.start)
+    finally:
+        CLIENT_PID[0] = None
+        daemon.stop()
+
+
+def run_sdk(sim: SimServer, workdir: Path, mic: Path, script: Script) -> Run:
+    index = len(sim.conversations)
+    speaker = workdir / "speaker.wav"
+    limit = script.seconds + 30
+    with open(workdir / "sdk.log", "wb") as log:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--sdk-child",
+                sim.ws_base,
+                "bench",
+                str(mic),
+                str(speaker),
+                str(limit),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+        CLIENT_PID[0] = child.pid
+        try:
+            with FileGrowth(speaker) as growth:
+                rec = wait_record(sim, index, limit + 10)
+                assert child.stdout is not None and child.stdin is not None
+                # The child's summary, printed once its session has ended.
+                if not select.select([child.stdout], [], [], WAIT)[0]:
+                    raise BenchFailed("the SDK child did not finish its session")
+                line = child.stdout.readline()
+                status = proc_status(child.pid)
+            child.stdin.write(b"\n")
+            child.stdin.flush()
+            if child.wait(WAIT) != 0:
+                raise BenchFailed(f"the SDK child exited with {child.returncode}")
+            summary = json.loads(line or b"{}")
+            run = figures("sdk", rec, status.get("VmHWM", 0), speaker, growth.start)
+            run.speaker_start_error_ms = (
+                None
+                if growth.start is None or summary.get("speaker_start") is None
+                else 1000 * (growth.start - summary["speaker_start"])
+            )
+            return run
+        finally:
+            CLIENT_PID[0] = None
+            if child.poll() is None:
+                child.kill()
+                child.wait(5)
+
+
+def answered(turns: int) -> Callable[[dict[str, Any]], bool]:
+    """A status predicate: an answer after ``turns`` has played out."""
+    return lambda status: status["turns"] > turns and status["state"] == "ready"
+
+
+def press_phase(workdir: Path, rounds: int) -> dict[str, list[float]]:
+    """Cold and warm press-to-first-chunk latencies of piagent, in ms."""
+    mic = workdir / "speech.wav"
+    write_wav(mic, continuous_speech(rounds * 12 + 30))
+    agent = AgentDefinition(
+        agent_id="press", first_message="", ping_interval=1.0, turn_end_silence_ms=200
+    )
+    cold: list[float] = []
+    warm: list[float] = []
+    with SimServer([agent]).run_in_thread() as sim:
+        daemon = PiagentDaemon(workdir, sim, mic, "press")
+        try:
+            daemon.wait_ready()
+            for _ in range(rounds):
+                index = len(sim.conversations)
+                for latencies in (cold, warm):
+                    turns = daemon.status()["turns"]
+                    pressed = time.monotonic()
+                    daemon.ctl("press")
+                    deadline = pressed + WAIT
+                    while True:
+                        if len(sim.conversations) > index:
+                            onsets = TIMELINES[id(sim.conversations[index])].onsets
+                            after = [t for t in onsets if t >= pressed]
+                            if after:
+                                latencies.append(1000 * (after[0] - pressed))
+                                break
+                        if time.monotonic() > deadline:
+                            raise BenchFailed("press: no speech reached the simulator")
+                        time.sleep(0.005)
+                    time.sleep(1.0)
+                    daemon.ctl("release")
+                    daemon.wait_status("the answer", answered(turns))
+                daemon.ctl("hangup")
+                daemon.wait_status("idle", lambda s: s["conversation_id"] is None)
+        finally:
+            daemon.stop()
+    return {"cold": cold, "warm": warm}
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+
+
+def machine() -> dict[str, str]:
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    system = platform.platform()
+    with contextlib.suppress(OSError), open("/etc/os-release") as release:
+        for line in release:
+            if line.startswith("PRETTY_NAME="):
+                system = line.partition("=")[2].strip().strip('"') + f", {platform.release()}"
+    return {
+        "cpu": f"{model}, {os.cpu_count()} cores",
+        "os": system,
+        "python": platform.python_version(),
+        "piagent": __version__,
+        "elevenlabs": version("elevenlabs"),
+        "websockets": version("websockets"),
+    }
+
+
+def median_of(runs: list[Run], key: Callable[[Run], float | None]) -> float | None:
+    values = [v for v in map(key, runs) if v is not None]
+    return statistics.median(values) if values else None
+
+
+ROWS: list[tuple[str, Callable[[Run], float | None], str]] = [
+    ("CPU s per conversation minute", lambda r: r.cpu_per_minute, "{:.2f}"),
+    ("CPU s before the conversation (start-up)", lambda r: r.startup_cpu_s, "{:.2f}"),
+    ("peak RSS (VmHWM), MB", lambda r: r.hwm_mb, "{:.1f}"),
+    ("threads at the end", lambda r: r.threads, "{:.0f}"),
+    ("user chunk period, median ms", lambda r: r.chunk_ms_median, "{:.1f}"),
+    ("user chunk period, p95 ms", lambda r: r.chunk_ms_p95, "{:.1f}"),
+    ("pong latency, median ms", lambda r: r.pong_ms_median, "{:.1f}"),
+    ("pong latency, max ms", lambda r: r.pong_ms_max, "{:.0f}"),
+    ("interruption to silence, ms", lambda r: r.interruption_to_silence_ms, "{:.1f}"),
+    ("conversation length, s", lambda r: r.conversation_s, "{:.1f}"),
+]
+
+
+def fmt(value: float | None, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def report(
+    info: dict[str, str],
+    runs: list[Run],
+    presses: dict[str, list[float]],
+    quick: bool,
+) -> tuple[str, dict[str, Any], bool]:
+    ours = [r for r in runs if r.client == "piagent"]
+    theirs = [r for r in runs if r.client == "sdk"]
+    lines = [
+        f"machine: {info['cpu']}; {info['os']}; Python {info['python']}",
+        f"versions: piagent {info['piagent']}, elevenlabs {info['elevenlabs']}, "
+        f"websockets {info['websockets']}",
+        f"runs: {len(ours)} piagent and {len(theirs)} SDK, alternating; medians over runs",
+        "",
+        "| figure | piagent | SDK | piagent / SDK |",
+        "|---|---|---|---|",
+    ]
+    table: dict[str, Any] = {}
+    for label, key, pattern in ROWS:
+        a, b = median_of(ours, key), median_of(theirs, key)
+        ratio = None if a is None or not b else a / b
+        table[label] = {"piagent": a, "sdk": b, "ratio": ratio}
+        cells = [label, fmt(a, pattern), fmt(b, pattern), fmt(ratio, "{:.2f}")]
+        lines.append("| " + " | ".join(cells) + " |")
+    for kind in ("cold", "warm"):
+        values = presses[kind]
+        value = statistics.median(values) if values else None
+        label = f"press to first chunk, {kind} ({len(values)} presses), median ms"
+        table[label] = {"piagent": value, "all": values}
+        lines.append(f"| {label} | {fmt(value, '{:.1f}')} | - | - |")
+    lines += ["", "| run | client | turns (user/agent) | interruptions | close | CPU s/min |"]
+    lines.append("|---|---|---|---|---|---|")
+    for i, run in enumerate(runs, 1):
+        lines.append(
+            f"| {i} | {run.client} | {run.user_turns}/{run.agent_turns} | {run.interruptions} "
+            f"| {run.close_code} | {run.cpu_per_minute:.2f} |"
+        )
+    cpu_a, cpu_b = (
+        median_of(ours, lambda r: r.cpu_per_minute),
+        median_of(theirs, lambda r: r.cpu_per_minute),
+    )
+    per_a, per_b = (
+        median_of(ours, lambda r: r.chunk_ms_median),
+        median_of(theirs, lambda r: r.chunk_ms_median),
+    )
+    goals = [
+        (
+            "piagent CPU per conversation minute <= the SDK's",
+            cpu_a is not None and cpu_b is not None and cpu_a <= cpu_b,
+        ),
+        (
+            "piagent chunk period <= a tenth of the SDK's",
+            per_a is not None and per_b is not None and per_a <= per_b / 10,
+        ),
+    ]
+    lines += ["", "| goal | met |", "|---|---|"]
+    for goal, met in goals:
+        verdict = ("yes" if met else "no") + (" (not judged: --quick)" if quick else "")
+        lines.append(f"| {goal} | {verdict} |")
+    data = {
+        "machine": info,
+        "table": table,
+        "runs": [{**vars(r), "cpu_per_minute": r.cpu_per_minute} for r in runs],
+        "goals": [{"goal": g, "met": m} for g, m in goals],
+    }
+    return "\n".join(lines), data, all(met for _, met in goals)
+
+
+def check_run(run: Run, script: Script) -> None:
+    """The conversation went as scripted: every turn answered, one interruption, end_call."""
+    expected = (script.turns, script.turns + 1, 1, 1000)
+    got = (run.user_turns, run.agent_turns, run.interruptions, run.close_code)
+    if got != expected:
+        raise BenchFailed(
+            f"{run.client}: (user turns, agent turns, interruptions, close) = {got}, "
+            f"expected {expected}; the script did not play out"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per client (3)")
+    parser.add_argument("--turns", type=int, default=6, help="user turns per conversation (6)")
+    parser.add_argument("--presses", type=int, default=5, help="press-latency rounds (5)")
+    parser.add_argument("--quick", action="store_true", help="one short run each (CI smoke)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    args = parser.parse_args(argv)
+    runs_each, turns, rounds = (1, 2, 1) if args.quick else (args.runs, args.turns, args.presses)
+
+    def log(text: str) -> None:
+        print(f"bench: {text}", file=sys.stderr, flush=True)
+
+    script = make_script(turns)
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="bench-vs-sdk-") as tmp:
+        mic = Path(tmp) / "mic.wav"
+        write_wav(mic, script.mic)
+        try:
+            bench_sim = SimServer([AgentDefinition(agent_id="bench")], script.scenario)
+            with bench_sim.run_in_thread() as sim:
+                for i in range(runs_each):
+                    for client, run_client in (("piagent", run_piagent), ("sdk", run_sdk)):
+                        workdir = Path(tmp) / f"{client}-{i + 1}"
+                        workdir.mkdir()
+                        run = run_client(sim, workdir, mic, script)
+                        check_run(run, script)
+                        runs.append(run)
+                        log(
+                            f"{client} run {i + 1}: {run.cpu_per_minute:.2f} CPU s/min, "
+                            f"chunks every {run.chunk_ms_median:.0f} ms, "
+                            f"peak RSS {run.hwm_mb:.0f} MB"
+                        )
+            press_dir = Path(tmp) / "press"
+            press_dir.mkdir()
+            presses = press_phase(press_dir, rounds)
+        except BenchFailed as exc:
+            print(f"bench failed: {exc}", file=sys.stderr)
+            return 2
+    text, data, met = report(machine(), runs, presses, args.quick)
+    print(json.dumps(data, indent=2) if args.json else text)
+    return 0 if met or args.quick else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

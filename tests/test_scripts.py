@@ -1,0 +1,57 @@
+"""The soak and the benchmark against the official SDK still run: each in its short mode, as a
+subprocess, exiting 0 and printing its table. Their figures are not asserted here: the machines
+that run the tests are shared and noisy; the scripts themselves judge their goals in full runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def run_script(name: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / name), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_soak_quick_holds_conversations_and_prints_its_table() -> None:
+    result = run_script("soak.py", timeout=100)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "| figure | value |" in out
+    for row in ("conversation time", "RSS growth", "threads after warm-up", "faults injected"):
+        assert row in out
+    assert "| goal | met |" in out
+    assert "| every fault recovered | yes |" in out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_bench_vs_sdk_quick_runs_both_clients_and_prints_its_table() -> None:
+    result = run_script("bench_vs_sdk.py", timeout=100)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "| figure | piagent | SDK | piagent / SDK |" in out
+    for row in (
+        "CPU s per conversation minute",
+        "peak RSS (VmHWM)",
+        "user chunk period, median ms",
+        "pong latency, median ms",
+        "interruption to silence",
+        "press to first chunk, cold",
+    ):
+        assert row in out
+    assert "| 1 | piagent | 2/3 | 1 | 1000 |" in out  # the script played out in both clients
+    assert "| 2 | sdk | 2/3 | 1 | 1000 |" in out
+    assert "elevenlabs 2.78.0" in out
