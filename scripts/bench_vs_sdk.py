@@ -25,7 +25,9 @@ Runs alternate (piagent, SDK, piagent, SDK, ...). Figures per process, over the 
 (from the simulator sending the metadata to the socket closing):
 
 * CPU seconds per conversation minute: ``/proc/<pid>/stat`` utime+stime+cutime+cstime, read by
-  the simulator at those two moments; also the CPU spent before the conversation (start-up);
+  the simulator at those two moments (and the system part alone); also the CPU spent before
+  the conversation (start-up: imports, devices) and, for piagent, per minute of standby (the
+  daemon up with no conversation, for 5 s after each one: the SDK has no such state);
 * peak resident memory: ``VmHWM`` once the conversation is over; threads at its end;
 * the period of user audio chunks as the server sees them: arrival times of
   ``user_audio_chunk`` frames at the simulator (median and 95th percentile);
@@ -247,15 +249,17 @@ class BenchFailed(Exception):
     """A run did not complete (exit 2)."""
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime + cutime + cstime of ``pid`` in seconds (None once it is gone)."""
+def cpu_seconds(pid: int) -> tuple[float, float] | None:
+    """(user, system) CPU seconds of ``pid``, waited-for children included (utime + cutime,
+    stime + cstime); None once it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rpartition(")")[2].split()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    # fields[0] is field 3 (state): utime..cstime are fields 14-17.
-    return sum(int(fields[i]) for i in range(11, 15)) / CLK_TCK
+    # fields[0] is field 3 (state): utime, stime, cutime, cstime are fields 14-17.
+    utime, stime, cutime, cstime = (int(fields[i]) for i in range(11, 15))
+    return (utime + cutime) / CLK_TCK, (stime + cstime) / CLK_TCK
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -286,8 +290,8 @@ class Timeline:
     interruptions: list[float] = field(default_factory=list)
     metadata_at: float | None = None
     closed_at: float | None = None
-    cpu_at_metadata: float | None = None
-    cpu_at_close: float | None = None
+    cpu_at_metadata: tuple[float, float] | None = None  # (user, system) seconds
+    cpu_at_close: tuple[float, float] | None = None
     threads_at_close: int | None = None
     _silent: bool = True
 
@@ -562,6 +566,7 @@ class Run:
     client: str
     conversation_s: float
     cpu_s: float
+    cpu_system_s: float
     startup_cpu_s: float
     hwm_mb: float
     threads: int | None
@@ -576,6 +581,7 @@ class Run:
     interruptions: int
     close_code: int | None
     speaker_start_error_ms: float | None = None  # SDK only: FileGrowth's estimate vs the truth
+    idle_cpu_per_minute: float | None = None  # piagent only: the daemon up, no conversation
 
     @property
     def cpu_per_minute(self) -> float:
@@ -605,8 +611,9 @@ def figures(
     return Run(
         client=client,
         conversation_s=timeline.closed_at - timeline.metadata_at,
-        cpu_s=timeline.cpu_at_close - timeline.cpu_at_metadata,
-        startup_cpu_s=timeline.cpu_at_metadata,
+        cpu_s=sum(timeline.cpu_at_close) - sum(timeline.cpu_at_metadata),
+        cpu_system_s=timeline.cpu_at_close[1] - timeline.cpu_at_metadata[1],
+        startup_cpu_s=sum(timeline.cpu_at_metadata),
         hwm_mb=hwm_kb / 1024,
         threads=timeline.threads_at_close,
         chunk_ms_median=statistics.median(gaps_ms),
@@ -622,7 +629,10 @@ def figures(
     )
 
 
-def run_piagent(sim: SimServer, workdir: Path, mic: Path, script: Script) -> Run:
+def run_piagent(
+    sim: SimServer, workdir: Path, mic: Path, script: Script, idle_s: float = 5.0
+) -> Run:
+    """One conversation; then ``idle_s`` seconds with none, for the daemon's standby cost."""
     index = len(sim.conversations)
     daemon = PiagentDaemon(workdir, sim, mic, "bench")
     try:
@@ -632,7 +642,14 @@ def run_piagent(sim: SimServer, workdir: Path, mic: Path, script: Script) -> Run
             daemon.ctl("press")  # held for the whole conversation: an open microphone
             rec = wait_record(sim, index, script.seconds + 30)
             status = proc_status(daemon.proc.pid)
-        return figures("piagent", rec, status.get("VmHWM", 0), daemon.speaker, growth.start)
+        run = figures("piagent", rec, status.get("VmHWM", 0), daemon.speaker, growth.start)
+        time.sleep(1.0)  # the conversation's teardown
+        before = cpu_seconds(daemon.proc.pid)
+        time.sleep(idle_s)
+        after = cpu_seconds(daemon.proc.pid)
+        if before is not None and after is not None:
+            run.idle_cpu_per_minute = (sum(after) - sum(before)) / (idle_s / 60)
+        return run
     finally:
         CLIENT_PID[0] = None
         daemon.stop()
@@ -765,6 +782,8 @@ def median_of(runs: list[Run], key: Callable[[Run], float | None]) -> float | No
 
 ROWS: list[tuple[str, Callable[[Run], float | None], str]] = [
     ("CPU s per conversation minute", lambda r: r.cpu_per_minute, "{:.2f}"),
+    ("  of which system (kernel)", lambda r: r.cpu_system_s / (r.conversation_s / 60), "{:.2f}"),
+    ("CPU s per minute idle (no conversation)", lambda r: r.idle_cpu_per_minute, "{:.2f}"),
     ("CPU s before the conversation (start-up)", lambda r: r.startup_cpu_s, "{:.2f}"),
     ("peak RSS (VmHWM), MB", lambda r: r.hwm_mb, "{:.1f}"),
     ("threads at the end", lambda r: r.threads, "{:.0f}"),
@@ -811,6 +830,12 @@ def report(
         label = f"press to first chunk, {kind} ({len(values)} presses), median ms"
         table[label] = {"piagent": value, "all": values}
         lines.append(f"| {label} | {fmt(value, '{:.1f}')} | - | - |")
+    errors = [r.speaker_start_error_ms for r in theirs if r.speaker_start_error_ms is not None]
+    if errors:
+        lines.append(
+            f"\n(speaker timelines are placed in time from their growth; checked against the SDK "
+            f"device's own clock, the estimate was off by {max(errors, key=abs):.2f} ms at most)"
+        )
     lines += ["", "| run | client | turns (user/agent) | interruptions | close | CPU s/min |"]
     lines.append("|---|---|---|---|---|---|")
     for i, run in enumerate(runs, 1):
@@ -869,6 +894,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args(argv)
     runs_each, turns, rounds = (1, 2, 1) if args.quick else (args.runs, args.turns, args.presses)
+    idle_s = 2.0 if args.quick else 5.0
 
     def log(text: str) -> None:
         print(f"bench: {text}", file=sys.stderr, flush=True)
@@ -882,10 +908,13 @@ def main(argv: list[str] | None = None) -> int:
             bench_sim = SimServer([AgentDefinition(agent_id="bench")], script.scenario)
             with bench_sim.run_in_thread() as sim:
                 for i in range(runs_each):
-                    for client, run_client in (("piagent", run_piagent), ("sdk", run_sdk)):
+                    for client in ("piagent", "sdk"):
                         workdir = Path(tmp) / f"{client}-{i + 1}"
                         workdir.mkdir()
-                        run = run_client(sim, workdir, mic, script)
+                        if client == "piagent":
+                            run = run_piagent(sim, workdir, mic, script, idle_s)
+                        else:
+                            run = run_sdk(sim, workdir, mic, script)
                         check_run(run, script)
                         runs.append(run)
                         log(

@@ -103,6 +103,7 @@ WATCHDOG_USEC = 2_000_000
 RSS_GROWTH_GOAL_KB = 5 * 1024
 WAIT = 20.0  # seconds: the longest any single expected change may take
 SAMPLE_EVERY = 2.0  # seconds between /proc samples (0.5 in --quick)
+SETTLE = 0.5  # seconds between the last control request and an idle checkpoint
 
 GREETING = "Hi."
 
@@ -141,6 +142,17 @@ def sample_process(pid: int) -> ProcSample | None:
     if len(fields) < 3:  # a zombie has no memory lines
         return None
     return ProcSample(time.monotonic(), fields["VmRSS"], fields["VmHWM"], fields["Threads"], fds)
+
+
+def fd_targets(pid: int) -> list[str]:
+    """What the daemon's file descriptors point at (socket and pipe inodes left out)."""
+    targets = []
+    with contextlib.suppress(FileNotFoundError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                target = str(fd.readlink())
+                targets.append(target.split(":[")[0] if target.endswith("]") else target)
+    return sorted(targets)
 
 
 class Sampler:
@@ -542,13 +554,22 @@ class Soak:
                 return True
         return False
 
+    def closed_with(self, index: int, code: int) -> bool:
+        """Whether connection ``index`` was closed with ``code``."""
+        records = self.sim.conversations
+        return len(records) > index and records[index].close_code == code
+
     def inject(self, fault: str) -> int:
         """Count a fault about to be injected; the index of the next simulator record."""
         self.faults_injected[fault] += 1
         return len(self.sim.conversations)
 
-    def recovered(self, fault: str, index: int) -> None:
-        if not self.answered_after(index):
+    def recovered(self, fault: str, index: int, *, reconnected: bool, proof: bool) -> None:
+        """Check that the fault happened (``proof``) and that a turn was answered after it,
+        on a new connection when ``reconnected``."""
+        if not proof:
+            raise SoakFailed(f"fault {fault!r} was not injected")
+        if not self.answered_after(index + 1 if reconnected else index):
             raise SoakFailed(f"fault {fault!r}: no answered turn afterwards")
         if self.daemon.status()["state"] == "error":
             raise SoakFailed(f"fault {fault!r}: the daemon is in the error state")
@@ -663,11 +684,13 @@ steps:
         self.daemon.ctl("release")
         self.wait_answered(before)
         self.hang_up()
-        self.recovered("close 1011 while held", index)
+        proof = self.closed_with(index, 1011)
+        self.recovered("close 1011 while held", index, reconnected=True, proof=proof)
 
     def ep_stall(self) -> None:
         """The server stops reading and writing: stall detection, then a new connection."""
         index = self.inject("stalled server")
+        stalls = self.daemon.log_lines("connection stalled")
         self.arm(Scenario.from_yaml("steps: [{sleep: 0.3}, {stall: 4}]"))
         before = self.daemon.status()["turns"]
         self.daemon.ctl("press")
@@ -675,11 +698,13 @@ steps:
         self.daemon.ctl("release")
         self.wait_answered(before)
         self.hang_up()
-        self.recovered("stalled server", index)
+        proof = self.daemon.log_lines("connection stalled") > stalls
+        self.recovered("stalled server", index, reconnected=True, proof=proof)
 
     def ep_refused(self) -> None:
         """The upgrade is refused once with 503: the daemon retries after a backoff."""
         index = self.inject("upgrade refused (503)")
+        refused = self.daemon.log_lines("code 503")
         self.refusals += 1
         self.arm(
             Scenario.from_yaml(
@@ -692,7 +717,8 @@ steps:
         finally:
             self.arm(None)
         self.hang_up()
-        self.recovered("upgrade refused (503)", index)
+        proof = self.daemon.log_lines("code 503") > refused
+        self.recovered("upgrade refused (503)", index, reconnected=False, proof=proof)
 
     def ep_close_at_metadata(self) -> None:
         """A 1011 close right after the metadata, while the button is held: retried."""
@@ -700,11 +726,13 @@ steps:
         self.arm(Scenario.from_yaml("agent: {fault_close: {at: metadata, code: 1011}}"))
         self.talk(self.hold(1.5, 2.5))
         self.hang_up()
-        self.recovered("close 1011 after metadata", index)
+        proof = self.closed_with(index, 1011)
+        self.recovered("close 1011 after metadata", index, reconnected=True, proof=proof)
 
     def ep_junk(self) -> None:
         """Frames the client must skip: not JSON, and an unknown event type."""
         index = self.inject("junk frames")
+        skipped = self.daemon.log_lines("skipping malformed server message")
         self.arm(
             Scenario.from_yaml(
                 """
@@ -716,7 +744,8 @@ steps:
         )
         self.talk(self.hold(1.5, 2.5))
         self.hang_up()
-        self.recovered("junk frames", index)
+        proof = self.daemon.log_lines("skipping malformed server message") > skipped
+        self.recovered("junk frames", index, reconnected=False, proof=proof)
 
     def ep_close_while_idle(self) -> None:
         """A server error while nobody talks: no reconnection; the next press opens one."""
@@ -726,7 +755,8 @@ steps:
         self.wait_idle()
         self.talk(self.hold(1.5, 2.5))
         self.hang_up()
-        self.recovered("close 1011 while idle", index)
+        proof = self.closed_with(index, 1011)
+        self.recovered("close 1011 while idle", index, reconnected=True, proof=proof)
 
     def cycle(self) -> list[tuple[str, Callable[[], None]]]:
         episodes = [
@@ -777,6 +807,7 @@ def run_soak(workdir: Path, minutes: float, quick: bool, log: Callable[[str], No
     notify = NotifySocket(workdir / "notify.sock")
     started = time.monotonic()
     checkpoints: list[tuple[float, ProcSample, str]] = []  # (conversation s, sample, after)
+    fd_lists: list[list[str]] = []  # what the daemon's fds were, at each checkpoint
     failure: str | None = None
     with running_sim() as sim:
         daemon = Daemon(workdir, daemon_config(workdir, sim), notify)
@@ -795,11 +826,16 @@ def run_soak(workdir: Path, minutes: float, quick: bool, log: Callable[[str], No
                         soak.episodes[name] += 1
                         soak.wait_idle()
                         soak.account()
+                        # The daemon closes its end of the last control connection just after
+                        # answering: give it that moment, or it counts as one more fd.
+                        time.sleep(SETTLE)
                         sample = sample_process(daemon.pid)
+                        targets = fd_targets(daemon.pid)
                         if sample is None:
                             daemon.check_alive()
                             raise SoakFailed("the daemon's /proc entry is gone")
                         checkpoints.append((soak.tally.conversation_s, sample, name))
+                        fd_lists.append(targets)
                         if quick and cycle_no == 1 and name == "barge-in":
                             warm_index = len(checkpoints) - 1
                     if cycle_no == 1 and not quick:
@@ -829,9 +865,12 @@ def run_soak(workdir: Path, minutes: float, quick: bool, log: Callable[[str], No
     crashes = daemon.log_lines("crashed; restarting") + daemon.log_lines("Traceback")
     if failure is not None or not checkpoints:
         return Result({"wall_s": round(wall_s, 1)}, [], failure or "no checkpoint")
-    return summarize(
+    result = summarize(
         soak, checkpoints, warm_index, samples, wall_s, target_s, crashes, workdir, quick
     )
+    result.figures["fd_targets_warm"] = fd_lists[warm_index]
+    result.figures["fd_targets_end"] = fd_lists[-1]
+    return result
 
 
 def machine() -> str:
@@ -1016,6 +1055,11 @@ def render_table(result: Result) -> str:
         if key == "fds_warm":
             value = f"{f['fds_warm']} / {f['fds_end']} ({f['fds_max']})"
         lines.append(f"| {label} | {value} |")
+    warm_fds, end_fds = Counter(f.get("fd_targets_warm", [])), Counter(f.get("fd_targets_end", []))
+    if warm_fds != end_fds:
+        added = ", ".join(sorted((end_fds - warm_fds).elements())) or "none"
+        gone = ", ".join(sorted((warm_fds - end_fds).elements())) or "none"
+        lines.append(f"| fds opened since warm-up / closed | {added} / {gone} |")
     for fault, (injected, recovered) in f.get("faults", {}).items():
         lines.append(f"| fault: {fault} | {injected} / {recovered} |")
     lines.append("")
