@@ -121,6 +121,7 @@ class Timeline(Protocol):
     was heard."""
 
     rate: int
+    buffer_s: float  # how long after the daemon hands audio to the device it is heard, at most
 
     def samples(self) -> Samples: ...
     def time_at(self, index: int) -> float: ...
@@ -148,6 +149,12 @@ class Windows:
     def last_sound(self) -> float | None:
         hits = np.flatnonzero(self.db >= SPEECH_DB)
         return float(self.times[hits[-1]] + WINDOW_S) if len(hits) else None
+
+    def ended(self, hold_s: float = 0.3) -> bool:
+        """There was sound, and the last ``hold_s`` have been silent since."""
+        last = self.last_sound()
+        end = float(self.times[-1]) + WINDOW_S if len(self.times) else 0.0
+        return last is not None and end - last >= hold_s
 
     def silent_from(self, hold_s: float) -> float | None:
         """Start of the first run of windows below ``SILENCE_DB`` lasting ``hold_s``."""
@@ -206,6 +213,7 @@ class WavTimeline:
     def __init__(self, path: Path, rate: int, period_s: float = WINDOW_S) -> None:
         self.path = path
         self.rate = rate
+        self.buffer_s = 0.0  # a sample's place in the file is the moment it played
         self._period_s = period_s
         self._start: float | None = None
         self._stop = threading.Event()
@@ -274,9 +282,11 @@ def _queued(fd: int) -> int:
 
 class FifoMic:
     """The fake card's microphone: a FIFO a thread writes one period into every period, on
-    absolute deadlines. Silence unless ``say`` queued samples. At most two periods wait in the
-    pipe: while nobody captures, periods are dropped, as a sound card drops them, so what is
-    written at a moment is captured at that moment (within two periods)."""
+    absolute deadlines. Silence unless ``say`` queued samples. At most ``QUEUE`` periods wait in
+    the pipe: while nobody captures, periods are dropped, as a sound card drops them, so what is
+    written at a moment is captured at that moment (within that many periods)."""
+
+    QUEUE = 5
 
     def __init__(self, path: Path, rate: int, period_s: float = WINDOW_S) -> None:
         self.path = path
@@ -284,41 +294,45 @@ class FifoMic:
         self._period = round(period_s * rate)
         self._period_s = period_s
         self._fd = _fifo(path)
-        self._speech: deque[Samples] = deque()
+        self._speech: deque[tuple[int, Samples]] = deque()  # (utterance, one period)
         self._lock = threading.Lock()
-        self._spoken: list[tuple[float, float]] = []  # (start, end) moments of each utterance
+        self._spoken: dict[int, tuple[float, float]] = {}  # utterance -> (start, end) moments
+        self._utterances = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.dropped = 0
+        self.dropped = 0  # periods dropped because nobody captured them
+        self.speech_dropped = 0  # ... of which speech
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="e2e-fifo-mic", daemon=True)
         self._thread.start()
 
-    def say(self, samples: Samples) -> None:
-        """Speak ``samples`` from the next period on."""
+    def say(self, samples: Samples) -> int:
+        """Speak ``samples`` from the next period on; returns the utterance's number."""
         chunks = [samples[i : i + self._period] for i in range(0, len(samples), self._period)]
         with self._lock:
-            self._speech.extend(chunks)
+            number = self._utterances
+            self._utterances += 1
+            self._speech.extend((number, chunk) for chunk in chunks)
+        return number
 
-    @property
-    def spoken(self) -> list[tuple[float, float]]:
-        """When each utterance was written: (first period's moment, last period's end)."""
+    def spoken(self, utterance: int) -> tuple[float, float] | None:
+        """When the utterance was written, once it has been whole: (start, end) moments."""
         with self._lock:
-            return list(self._spoken)
+            if any(number == utterance for number, _ in self._speech):
+                return None
+            return self._spoken.get(utterance)
 
-    def _next_period(self, now: float) -> Samples:
+    def _next_period(self, now: float) -> tuple[Samples, bool]:
+        out = np.zeros(self._period, dtype=np.int16)
         with self._lock:
             if not self._speech:
-                return np.zeros(self._period, dtype=np.int16)
-            chunk = self._speech.popleft()
-            if not self._spoken or self._spoken[-1][1] < now - self._period_s * 1.5:
-                self._spoken.append((now, now + self._period_s))
-            else:
-                self._spoken[-1] = (self._spoken[-1][0], now + self._period_s)
-        out = np.zeros(self._period, dtype=np.int16)
+                return out, False
+            number, chunk = self._speech.popleft()
+            start, _ = self._spoken.get(number, (now, now))
+            self._spoken[number] = (start, now + self._period_s)
         out[: len(chunk)] = chunk
-        return out
+        return out, True
 
     def _run(self) -> None:
         start = time.monotonic()
@@ -330,10 +344,11 @@ class FifoMic:
                 time.sleep(delay)
             elif delay < -1.0:  # this process was held up: resynchronise, drop the backlog
                 start, k = time.monotonic(), 0
-            now = time.monotonic()
-            data = self._next_period(now).astype("<i2").tobytes()
-            if _queued(self._fd) >= 2 * len(data):
+            samples, speech = self._next_period(time.monotonic())
+            data = samples.astype("<i2").tobytes()
+            if _queued(self._fd) >= self.QUEUE * len(data):
                 self.dropped += 1
+                self.speech_dropped += speech
                 continue
             with contextlib.suppress(BlockingIOError):
                 os.write(self._fd, data)
@@ -356,13 +371,14 @@ class FifoSpeaker:
         self.path = path
         self.rate = rate
         self._fd = _fifo(path, 4096)
+        self.buffer_s = fcntl.fcntl(self._fd, fcntl.F_GETPIPE_SZ) / 2 / rate  # the pipe's
         self._chunks: list[Samples] = []
         self._heard = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.t0 = 0.0
-        self.underrun_samples = 0
+        self.underruns: list[tuple[float, int]] = []  # (moment, samples of silence put in)
         self._pending = b""
 
     def start(self) -> None:
@@ -387,7 +403,7 @@ class FifoSpeaker:
             parts = [got]
             if missing > slack:  # an underrun: the card plays silence meanwhile
                 parts.append(np.zeros(missing, dtype=np.int16))
-                self.underrun_samples += missing
+                self.underruns.append((time.monotonic(), missing))
             with self._lock:
                 for part in parts:
                     if len(part):
@@ -404,6 +420,10 @@ class FifoSpeaker:
 
     def time_at(self, index: int) -> float:
         return self.t0 + index / self.rate
+
+    def underrun_s(self, since: float) -> float:
+        """Seconds of silence put in for want of samples since the moment ``since``."""
+        return sum(n for moment, n in list(self.underruns) if moment >= since) / self.rate
 
     def close(self) -> None:
         self._stop.set()

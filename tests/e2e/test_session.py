@@ -287,7 +287,10 @@ def test_server_drop_mid_turn_is_reported_and_the_next_press_works(
                 "the new conversation", lambda s: s["conversation_id"] is not None
             )
             daemon.check(status["conversation_id"] == second.conversation_id, "not the new one")
-            daemon.wait_status("the greeting to play out", lambda s: s["state"] == "ready")
+            daemon.wait_for(
+                "the greeting to play out",
+                lambda: windows(timeline, pressed, time.monotonic()).ended(0.3),
+            )
             greeting = windows(timeline, pressed, time.monotonic())
             daemon.check(
                 abs(greeting.sound_seconds() - 1.9) <= 0.15,
