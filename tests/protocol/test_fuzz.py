@@ -333,6 +333,7 @@ def test_mutated_server_frames_raise_only_remote_protocol_error() -> None:
     tally = Tally()
     for strategy in strategies:
         _mutation_fuzz(strategy, parse_server, per_class, tally)
+    print(f"server fuzz: {tally.frames} frames, {tally.rejected} rejected, {tally.accepted} ok")
     assert tally.frames >= 10_000, tally
     # The mutations must exercise both outcomes, not just produce unparseable noise.
     assert tally.rejected >= tally.frames // 4, tally
@@ -347,6 +348,7 @@ def test_mutated_client_frames_raise_only_remote_protocol_error() -> None:
     tally = Tally()
     for strategy in strategies:
         _mutation_fuzz(strategy, parse_client, per_class, tally)
+    print(f"client fuzz: {tally.frames} frames, {tally.rejected} rejected, {tally.accepted} ok")
     assert tally.frames >= CLIENT_MESSAGES * MUTATIONS_PER_MESSAGE, tally
     assert tally.rejected >= tally.frames // 4, tally
     assert tally.accepted >= tally.frames // 10, tally
