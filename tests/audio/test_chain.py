@@ -32,11 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -65,8 +62,8 @@ from piagent.sim.record import ConversationRecord
 from piagent.sim.server import SimServer
 from piagent.transport import Endpoint
 from tests.audio.alsa import FakeCard, Fifo, write_fake_card
+from tests.audio.child import Scenarios
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 Json = dict[str, Any]
 
 RATE = 48000  # both devices
@@ -138,58 +135,12 @@ def locate(recording: Samples, reference: Samples, template_s: float = 0.1) -> i
 # ----------------------------------------------------------------------------------------------
 # Running scenarios in a child process
 
-CHILD_MAIN = """
-import json, sys, warnings
-warnings.simplefilter("error")
-from tests.audio.test_chain import run_scenario
-print("RESULT " + json.dumps(run_scenario(sys.argv[1], json.loads(sys.argv[2]))), flush=True)
-"""
-
-SCENARIOS: dict[str, Callable[[Json], Json]] = {}
-
-
-def scenario(function: Callable[[Json], Json]) -> Callable[[Json], Json]:
-    SCENARIOS[function.__name__] = function
-    return function
-
-
-class LogRecords(logging.Handler):
-    """Keeps piagent's log records (and keeps them off stderr)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[tuple[str, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append((record.levelname, record.getMessage()))
-
-
-def run_scenario(name: str, args: Json) -> Json:
-    """The child's entry point."""
-    handler = LogRecords()
-    root = logging.getLogger("piagent")
-    root.setLevel(logging.INFO)
-    root.addHandler(handler)
-    root.propagate = False
-    result = SCENARIOS[name](args)
-    result["logs"] = handler.records
-    return result
+scenarios = Scenarios(__name__, level=logging.INFO)
+scenario = scenarios  # the decorator that registers a scenario
 
 
 def run_child(card: FakeCard, name: str, out: Path, timeout: float = 40, **args: Any) -> Json:
-    env = {**os.environ, **card.env()}
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD_MAIN, name, json.dumps({"out": str(out), **args})],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    (line,) = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    result: Json = json.loads(line.removeprefix("RESULT "))
+    result, _stderr = scenarios.spawn(card, name, timeout=timeout, out=str(out), **args)
     return result
 
 

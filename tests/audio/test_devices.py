@@ -24,12 +24,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
-import logging
 import math
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -55,8 +51,8 @@ from piagent.audio.devices import (
 from piagent.config import AudioInputConfig, AudioOutputConfig
 from piagent.errors import PiagentError
 from tests.audio.alsa import FAKE_DEVICES, FakeCard, Fifo, write_fake_card
+from tests.audio.child import Scenarios
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 Samples = npt.NDArray[np.int16]
 Json = dict[str, Any]
 
@@ -109,14 +105,6 @@ def unb64(text: str) -> bytes:
 # Running scenarios in a child process
 
 
-CHILD_MAIN = """
-import json, sys, warnings
-warnings.simplefilter("error")
-from tests.audio.test_devices import run_scenario
-print("RESULT " + json.dumps(run_scenario(sys.argv[1], json.loads(sys.argv[2]))), flush=True)
-"""
-
-
 @dataclass
 class Child:
     result: Json
@@ -130,51 +118,13 @@ class Child:
         return [message for lvl, message in self.logs if lvl == level]
 
 
-def run_child(card: FakeCard, scenario: str, timeout: float = 30, **args: Any) -> Child:
-    env = {**os.environ, **card.env()}
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD_MAIN, scenario, json.dumps(args)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    (line,) = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    return Child(json.loads(line.removeprefix("RESULT ")), proc.stderr)
+scenarios = Scenarios(__name__)
+scenario = scenarios  # the decorator that registers a scenario
 
 
-SCENARIOS: dict[str, Callable[[Json], Json]] = {}
-
-
-def scenario(function: Callable[[Json], Json]) -> Callable[[Json], Json]:
-    SCENARIOS[function.__name__] = function
-    return function
-
-
-class LogRecords(logging.Handler):
-    """Keeps piagent's log records (and keeps them off stderr)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[tuple[str, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append((record.levelname, record.getMessage()))
-
-
-def run_scenario(name: str, args: Json) -> Json:
-    """The child's entry point."""
-    handler = LogRecords()
-    root = logging.getLogger("piagent")
-    root.setLevel(logging.DEBUG)
-    root.addHandler(handler)
-    root.propagate = False
-    result = SCENARIOS[name](args)
-    result["logs"] = handler.records
-    return result
+def run_child(card: FakeCard, name: str, timeout: float = 30, **args: Any) -> Child:
+    result, stderr = scenarios.spawn(card, name, timeout=timeout, **args)
+    return Child(result, stderr)
 
 
 async def wait_until(condition: Callable[[], bool], what: str, limit: float = 5.0) -> float:
