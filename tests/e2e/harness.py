@@ -15,7 +15,8 @@ Owns what the end-to-end tests share:
   speaker FIFO at real-time pace (as a sound card would: silence when nothing comes), so sample
   ``i`` is heard at ``t0 + i / rate`` by construction;
 * ``FifoMic``: the ALSA fake card's microphone FIFO, written one 20 ms period at a time by a
-  paced thread (silence, or what the test says), never more than two periods ahead.
+  paced thread (silence, or what the test says), never more than a few periods ahead;
+* ``SimProcess``: ``piagent sim`` as a child process, for flows that use it as a user would.
 
 Everything is synchronous (threads and subprocesses); no pytest-asyncio.
 """
@@ -703,15 +704,20 @@ class Daemon:
         self._stderr.close()
 
 
-def base_config(
-    tmp: Path, sim: SimServer | None, agent_id: str = "demo", **sections: Any
-) -> dict[str, Any]:
+class Server(Protocol):
+    """Where the simulator listens (``SimServer`` in a thread, or ``SimProcess``)."""
+
+    @property
+    def ws_base(self) -> str: ...
+    @property
+    def http_base(self) -> str: ...
+
+
+def base_config(tmp: Path, sim: Server, agent_id: str, **sections: Any) -> dict[str, Any]:
     """A config for the WAV backend against ``sim``; ``sections`` are merged over each
     top-level section (one level deep)."""
-    server = sim.ws_base if sim is not None else "ws://127.0.0.1:9"
-    api_base = sim.http_base if sim is not None else "http://127.0.0.1:9"
     config: dict[str, Any] = {
-        "agent": {"agent_id": agent_id, "server": server, "api_base": api_base},
+        "agent": {"agent_id": agent_id, "server": sim.ws_base, "api_base": sim.http_base},
         "audio": {
             "backend": "wav",
             "input": {"file": str(tmp / "mic.wav")},
@@ -780,3 +786,63 @@ def best_match(haystack: Samples, needle: Samples) -> tuple[int, float]:
     score = raw / (local * np.sqrt(np.sum(n * n)))
     best = int(np.argmax(score))
     return best, float(score[best])
+
+
+class SimProcess:
+    """``python -m piagent sim --port P --agent FILE --scenario FILE`` as a child process; the
+    port is one the OS had free. Use as a context manager: it is killed on the way out."""
+
+    def __init__(self, tmp: Path, agents: str, scenario: str | None = None) -> None:
+        self.port = free_port()
+        agent_file = tmp / "agents.yaml"
+        agent_file.write_text(agents)
+        argv = [sys.executable, "-m", "piagent", "sim", "--port", str(self.port)]
+        argv += ["--agent", str(agent_file)]
+        if scenario is not None:
+            scenario_file = tmp / "scenario.yaml"
+            scenario_file.write_text(scenario)
+            argv += ["--scenario", str(scenario_file)]
+        self.stderr_path = tmp / "sim-stderr.log"
+        self._stderr = self.stderr_path.open("wb")
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, text=True
+        )
+        self.ws_base = f"ws://127.0.0.1:{self.port}"
+        self.http_base = f"http://127.0.0.1:{self.port}"
+
+    def wait_listening(self, within: float = 20.0) -> None:
+        """Wait for its ``listening on`` line."""
+        assert self.proc.stdout is not None
+        done = threading.Event()
+        lines: list[str] = []
+
+        def read() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                lines.append(line)
+                if "listening on" in line:
+                    done.set()
+            done.set()
+
+        threading.Thread(target=read, name="e2e-sim-stdout", daemon=True).start()
+        if not done.wait(within) or not any("listening on" in line for line in lines):
+            raise AssertionError(f"piagent sim did not listen: {lines} {self.log()}")
+
+    def log(self) -> str:
+        self._stderr.flush()
+        return self.stderr_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(10)
+
+    def __enter__(self) -> SimProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._stderr.close()

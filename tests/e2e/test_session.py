@@ -1,6 +1,7 @@
 """The life of conversations in the daemon process: client tools, the idle hang-up and the next
-press, the server dropping mid-turn, a fatal key error shown on the LEDs and fixed by SIGHUP,
-and SIGTERM while the agent speaks. WAV backend, mock pins, ``piagent ctl``."""
+press, the server dropping mid-turn, the agent ending the call (against ``piagent sim`` run as
+a process), a fatal key error shown on the LEDs and fixed by SIGHUP, and SIGTERM while the
+agent speaks. WAV backend, mock pins, ``piagent ctl``."""
 
 from __future__ import annotations
 
@@ -19,12 +20,16 @@ import pytest
 from piagent.sim.agent import AgentDefinition, FaultClose
 from piagent.sim.scenario import Scenario
 from piagent.sim.server import SimServer
+from piagent.sim.voice import synthesize
 from tests.e2e.harness import (
     Daemon,
+    Server,
+    SimProcess,
     WavTimeline,
     base_config,
     mic_wav,
     record,
+    sound_seconds,
     wait_closed,
     windows,
 )
@@ -35,6 +40,7 @@ RATE = 16000
 KEY = "sk_e2e_right_key_5f4e3d2c1b0a"
 WRONG_KEY = "sk_e2e_wrong_key_0a1b2c3d4e5f"
 GREETING = "aoeui" * 4  # 1.9 s without a pause
+VOICE = AgentDefinition().voice_id
 
 
 @pytest.fixture
@@ -47,7 +53,7 @@ def daemons() -> Iterator[list[Daemon]]:
 
 def start(
     tmp: Path,
-    sim: SimServer,
+    sim: Server,
     agent_id: str,
     daemons: list[Daemon],
     config: dict[str, object] | None = None,
@@ -298,6 +304,53 @@ def test_server_drop_mid_turn_is_reported_and_the_next_press_works(
             )
             daemon.check(not second.closed, "the new conversation closed")
             assert daemon.stop() == 0
+        finally:
+            timeline.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# The agent ends the call, against ``piagent sim`` run as its own process
+
+
+def test_the_agent_ends_the_call_against_piagent_sim_as_a_process(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    agents = 'agents:\n  - agent_id: closer\n    first_message: ""\n'
+    farewell = "Goodbye for now."
+    scenario = (
+        "steps:\n  - expect: user_turn\n    timeout: 20\n"
+        f'  - agent_say: "{farewell}"\n  - end_call: true\n'
+    )
+    with SimProcess(tmp_path, agents, scenario) as sim:
+        sim.wait_listening()
+        daemon = start(tmp_path, sim, "closer", daemons)
+        timeline = WavTimeline(tmp_path / "speaker.wav", RATE)
+        try:
+            timeline.wait_started()
+            said = daemon.ctl("say", "that", "is", "all")
+            status = daemon.wait_status("the call ended", lambda s: s["last_ending"] is not None)
+            daemon.check(
+                status["last_ending"].startswith("agent ended the call"), f"{status['last_ending']}"
+            )
+            daemon.check("the agent ended the call" in daemon.log(), "no log line")
+            expected = sound_seconds(synthesize(farewell, RATE, VOICE).samples, RATE)
+            daemon.wait_for(
+                "the farewell to play out",
+                lambda: windows(timeline, said.launched, time.monotonic()).ended(0.3),
+            )
+            heard = windows(timeline, said.launched, time.monotonic())
+            daemon.check(
+                abs(heard.sound_seconds() - expected) <= 0.1,
+                f"the last words were not heard whole ({expected:.2f} s): {heard.describe()}",
+            )
+            time.sleep(0.5)
+            status = daemon.status()
+            daemon.check(
+                status["conversation_id"] is None and status["state"] == "ready",
+                f"after the agent hung up: {status['state']}, {status['conversation_id']}",
+            )
+            assert daemon.stop() == 0
+            assert sim.stop() == 0
         finally:
             timeline.close()
 
