@@ -783,6 +783,11 @@ class AgentClient:
                 # int16 in, int16 out: the resampler keeps the sample type.
                 self._sink.play(cast(Samples, conv.down.process(samples)))
                 if is_final:
+                    # The turn's last samples are still inside the filter: play them out
+                    # (the resampler starts the next turn afresh).
+                    tail = cast(Samples, conv.down.flush())
+                    if len(tail):
+                        self._sink.play(tail)
                     self._sink.mark_end()
                 self._playing.set()
                 self._touch()
