@@ -36,6 +36,7 @@ from piagent.audio.codecs import decode_audio, encode_audio
 from piagent.audio.resample import StreamResampler
 from piagent.config import AgentConfig, Config, Secret
 from piagent.errors import PiagentError
+from piagent.logs import journal_fields
 from piagent.protocol.messages import (
     AgentConfigOverride,
     AgentResponse,
@@ -383,7 +384,12 @@ class AgentClient:
         """Recompute the state; the playback side calls it when audio starts or stops."""
         state = self._derive_state()
         if state is not self._state:
-            logger.debug("state %s -> %s", self._state.value, state.value)
+            logger.debug(
+                "state %s -> %s",
+                self._state.value,
+                state.value,
+                extra=journal_fields(state=state.value),
+            )
             self._state = state
             self._notify("state", state.value)
 
@@ -842,6 +848,7 @@ class AgentClient:
             meta.conversation_id,
             meta.user_input_audio_format,
             meta.agent_output_audio_format,
+            extra=journal_fields(conversation_id=meta.conversation_id),
         )
         self._notify("started", meta.conversation_id)
         session = conv.link.session
@@ -872,11 +879,16 @@ class AgentClient:
         self._latency = TurnLatency(turn, (self._clock() - since) * 1000.0, ping)
         self._turns += 1
         ping_text = f"{ping} ms" if ping is not None else "n/a"
+        # The one summary line per turn; under systemd its fields are searchable:
+        # journalctl -u piagent PIAGENT_CONVERSATION_ID=conv_...
         logger.info(
             "turn %d: first agent audio %.0f ms after the user's turn, ping %s",
             turn,
             self._latency.reply_ms,
             ping_text,
+            extra=journal_fields(
+                conversation_id=conv.link.session.conversation_id if conv else None, turn=turn
+            ),
         )
         self._notify("turn", f"reply {self._latency.reply_ms:.0f} ms, ping {ping_text}")
 

@@ -28,6 +28,7 @@ from piagent.client import (
     options_from_config,
 )
 from piagent.config import Secret, parse_config
+from piagent.logs import FIELD_CONVERSATION_ID, FIELD_TURN
 from piagent.protocol.messages import (
     AgentConfigOverride,
     AudioFormat,
@@ -546,7 +547,7 @@ def test_end_call_lets_the_last_words_play_out() -> None:
     run(main())
 
 
-def test_latency_is_measured_per_turn() -> None:
+def test_latency_is_measured_per_turn(caplog: pytest.LogCaptureFixture) -> None:
     agent = AgentDefinition(first_message="", turn_end_silence_ms=300)
 
     async def main() -> None:
@@ -561,7 +562,12 @@ def test_latency_is_measured_per_turn() -> None:
             assert latency is not None
             assert latency.reply_ms is not None and 250 < latency.reply_ms < 5000
 
-    run(main())
+    with caplog.at_level(logging.INFO, logger="piagent.client"):
+        run(main())
+    # One summary line per turn, with the fields journald indexes under systemd.
+    (line,) = [rec for rec in caplog.records if rec.getMessage().startswith("turn ")]
+    assert line.__dict__[FIELD_TURN] == str(line.args[0])  # type: ignore[index]
+    assert line.__dict__[FIELD_CONVERSATION_ID].startswith("conv_")
 
 
 def test_a_turn_cut_off_midway_is_reported_and_the_next_press_is_fresh(
