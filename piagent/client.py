@@ -311,6 +311,7 @@ class AgentClient:
         self._turns = 0
         self._vad = 0.0
         self._dropped_frames = 0
+        self._silence: Samples = np.zeros(0, dtype=np.int16)
         self._state = ClientState.READY
         self.notices: asyncio.Queue[Notice] = asyncio.Queue(maxsize=256)
 
@@ -566,7 +567,12 @@ class AgentClient:
         session = conv.link.session
         gated = self._options.half_duplex and not self._held and self._sink.is_playing
         voice = talking and not self._muted and not gated
-        samples = frame if voice else np.zeros(len(frame), dtype=np.int16)
+        if voice:
+            samples = frame
+        else:  # one zero buffer reused: this runs every 20 ms
+            if len(self._silence) != len(frame):
+                self._silence = np.zeros(len(frame), dtype=np.int16)
+            samples = self._silence
         fmt = session.input_format
         assert fmt is not None and conv.up is not None  # set together with metadata
         session.send_audio(encode_audio(conv.up.process(samples), fmt))

@@ -384,9 +384,9 @@ class Daemon:
         previous, self._last_state = self._last_state, state
         if self.config.audio.earcons and state != previous:
             if state == ClientState.ERROR.value:
-                self._earcon("error")
+                self.earcon("error")
             elif state == ClientState.OFFLINE.value:
-                self._earcon("offline")
+                self.earcon("offline")
         self._notifier.status(self._status_line())
 
     def _status_line(self) -> str:
@@ -398,7 +398,8 @@ class Daemon:
             line += f": {status.last_ending.reason.value}"
         return line
 
-    def _earcon(self, kind: EarconKind) -> None:
+    def earcon(self, kind: EarconKind) -> None:
+        """Play a short confirmation sound over whatever plays, if earcons are on."""
         if self.config.audio.earcons:
             self.playback.play_earcon(kind)
 
@@ -455,15 +456,15 @@ class _EarconControls:
 
     def press(self) -> None:
         self._daemon.client.press()
-        self._daemon._earcon("press")
+        self._daemon.earcon("press")
 
     def release(self) -> None:
         self._daemon.client.release()
-        self._daemon._earcon("release")
+        self._daemon.earcon("release")
 
     def set_hands_free(self, on: bool) -> None:
         self._daemon.client.set_hands_free(on)
-        self._daemon._earcon("press" if on else "release")
+        self._daemon.earcon("press" if on else "release")
 
     def hang_up(self) -> None:
         self._daemon.client.hang_up()
