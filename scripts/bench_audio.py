@@ -243,8 +243,32 @@ def main(argv: list[str] | None = None) -> int:
     for row in [headings, ["-" * w for w in widths], *rows]:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
     print()
+    print_all_pairs(args.seconds, args.repeats)
+    print()
     print_send_loop(args.repeats)
     return 0
+
+
+def print_all_pairs(seconds: float, repeats: int) -> None:
+    """Column a/b for every pair of the six rates, summed up: the table shows the usual ones."""
+    if soxr is None:
+        return
+    rates = sorted({rate for pair in PAIRS for rate in pair} | {22050, 44100, 8000})
+    ratios: list[tuple[float, str]] = []
+    for src in rates:
+        for dst in rates:
+            if src != dst:
+                case = make_case(src, dst, seconds, repeats)
+                ratio = ours_over_soxr(case)
+                assert ratio is not None
+                ratios.append((ratio, f"{src}->{dst}"))
+    worst = max(ratios)
+    median = statistics.median(ratio for ratio, _ in ratios)
+    over = sum(ratio > 3 for ratio, _ in ratios)
+    print(
+        f"a/b over all {len(ratios)} pairs of {', '.join(map(str, rates))} Hz: median "
+        f"{median:.2f}x, worst {worst[0]:.2f}x ({worst[1]}), {over} over 3x"
+    )
 
 
 def send_loop_cpu_s(src_rate: int, fmt: AudioFormat, seconds: float, chunk_ms: int) -> float:

@@ -38,8 +38,22 @@ _STOPBAND_MARGIN_DB = 1.0
 
 # A block (see _Kernel) takes in about this many input samples per tap of a phase: longer blocks
 # copy fewer overlapping windows but multiply more zeros. Flat from 0.05 to 0.5 when timing
-# 20 ms chunks; splitting a block's matrix into narrower parts did not pay either.
+# 20 ms chunks.
 _ROW_INPUTS_PER_TAP = 0.25
+
+# When one phase's taps would fill less than _SPLIT_BELOW_FILL of a block's input span (large
+# ``up``: 44100 -> 16000 has 160 phases over 441 inputs), the block's matrix would be mostly
+# zeros, so the block is cut into groups of consecutive outputs with a narrower matrix each.
+# A group keeps at least _MIN_GROUP_OUTPUTS outputs, as smaller matrix products cost more than
+# the zeros they skip, and a block that is cut spans enough cycles for _MIN_SPLIT_BLOCK outputs.
+# Chosen by timing 20 ms chunks of all 30 rate pairs (scripts/bench_audio.py).
+_SPLIT_BELOW_FILL = 0.6
+_MIN_GROUP_OUTPUTS = 32
+_MIN_SPLIT_BLOCK = 128
+
+# Float32 bounds for rounding to int16, as 0-d arrays: the ufuncs take those with the least work.
+_INT16_MAX = np.array(32767, dtype=np.float32)
+_INT16_MIN = np.array(-32768, dtype=np.float32)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -135,21 +149,39 @@ def design_filter(
 
 @dataclass(frozen=True, slots=True)
 class _Kernel:
-    """The filter laid out for one matrix product per chunk.
+    """The filter laid out for one batched matrix product per chunk.
 
     Outputs are computed in blocks of ``block`` (a whole number of ``up``-output cycles, so every
-    block has the same phase pattern). Block ``b`` reads the ``span`` inputs starting at
-    ``b * stride + first``; ``matrix[:, j]`` holds the taps of the block's output ``j`` at the
-    positions of its window in that span, zeros elsewhere. Rows of overlapping input windows
-    times this matrix give whole blocks at once.
+    block has the same phase pattern), each cut into ``groups`` runs of ``block // groups``
+    consecutive outputs. Block ``b`` starts reading at input ``b * stride + first``, and its
+    group ``g`` reads the ``span`` inputs from ``g * group_stride`` further on; ``matrix[g, :, j]``
+    holds the taps of output ``j`` of group ``g`` at the positions of its window within that
+    span, zeros elsewhere. Windows of the same group in consecutive blocks times ``matrix[g]``
+    give that group's outputs for all of them in one product. ``pad`` zeros after the input
+    are enough for any window of the next block; ``zeros`` is that padding.
     """
 
     block: int
     stride: int
+    groups: int
+    group_stride: int
     span: int
     first: int
     half: int
+    pad: int
     matrix: _Float32
+    zeros: _Float32
+
+
+def _should_split(per_phase: int, spread: int) -> bool:
+    """Whether a block whose window starts spread over ``spread`` inputs is mostly zeros."""
+    return per_phase < _SPLIT_BELOW_FILL * (spread + per_phase)
+
+
+def _group_count(block: int) -> int:
+    """How many groups a block that is cut gets: the most with ``_MIN_GROUP_OUTPUTS`` each."""
+    sizes = [size for size in range(_MIN_GROUP_OUTPUTS, block) if block % size == 0]
+    return block // sizes[0] if sizes else 1
 
 
 @functools.lru_cache(maxsize=64)
@@ -159,26 +191,43 @@ def _kernel(design: FilterDesign) -> _Kernel:
     # Taps per phase; at least ceil(down / up) so a block never starts past the input seen.
     per_phase = max(-(-design.taps // up), -(-down // up))
     cycles = max(1, round(_ROW_INPUTS_PER_TAP * per_phase / down))
+    split = _should_split(per_phase, (up - 1) * down // up)
+    if split:
+        cycles = max(cycles, -(-_MIN_SPLIT_BLOCK // up))
     block = cycles * up
     points = np.arange(block) * down + half  # up-sampled index of each output in block 0
     ends, phases = np.divmod(points, up)  # last input each output reads, and its phase
+    offsets = ends - ends[0]  # where each output's window starts, from the block's first
+    groups = _group_count(block) if split else 1
+    size = block // groups
+    group = np.repeat(np.arange(groups), size)
+    # The largest even step between group windows that starts none after its first output's.
+    starts = offsets[::size]
+    group_stride = min((int(starts[g]) // g for g in range(1, groups)), default=0)
+    local = offsets - group * group_stride  # window start within the group's span
+    span = int(local.max()) + per_phase
     padded = np.zeros(per_phase * up)
     padded[: design.taps] = design.coefficients * up  # gain ``up`` undoes zero-stuffing
     # taps[j, t] multiplies input ends[j] - t; store them oldest input first.
     taps = padded[phases[:, None] + up * np.arange(per_phase)[None, :]][:, ::-1]
-    span = int(ends[-1] - ends[0]) + per_phase
-    matrix = np.zeros((span, block), dtype=np.float32)
-    offsets = ends - ends[0]
-    rows = offsets[:, None] + np.arange(per_phase)[None, :]
-    matrix[rows, np.arange(block)[:, None]] = taps
+    matrix = np.zeros((groups, span, size), dtype=np.float32)
+    rows = local[:, None] + np.arange(per_phase)[None, :]
+    matrix[group[:, None], rows, (np.arange(block) % size)[:, None]] = taps
     matrix.setflags(write=False)
+    pad = (groups - 1) * group_stride + span
+    zeros = np.zeros(pad, dtype=np.float32)
+    zeros.setflags(write=False)
     return _Kernel(
         block=block,
         stride=cycles * down,
+        groups=groups,
+        group_stride=group_stride,
         span=span,
         first=int(ends[0]) - per_phase + 1,
         half=half,
+        pad=pad,
         matrix=matrix,
+        zeros=zeros,
     )
 
 
@@ -282,9 +331,11 @@ class StreamResampler:
         if self._kernel is None:
             self._n_out += chunk.size
             return chunk.astype(np.int16) if is_int else chunk.astype(np.float32)
-        ready = max(0, (self._n_in * self._up - 1 - self._kernel.half) // self._down + 1)
-        buffer = np.concatenate((self._history, chunk), dtype=np.float32)
-        return self._finish(self._render(buffer, ready), is_int=is_int)
+        kernel = self._kernel
+        ready = max(0, (self._n_in * self._up - 1 - kernel.half) // self._down + 1)
+        size = self._history.size + chunk.size
+        buffer = np.concatenate((self._history, chunk, kernel.zeros), dtype=np.float32)
+        return self._finish(self._render(buffer, size, ready), is_int=is_int)
 
     def flush(self) -> npt.NDArray[np.int16] | _Float32:
         """End the stream: return the remaining outputs (input zero-padded) and reset.
@@ -296,7 +347,9 @@ class StreamResampler:
             tail = np.zeros(0, dtype=np.float32)
         else:
             total = -(-self._n_in * self._up // self._down)
-            tail = self._render(self._history, total)
+            history = self._history
+            buffer = np.concatenate((history, self._kernel.zeros))
+            tail = self._render(buffer, history.size, total)
         out = self._finish(tail, is_int=self._is_int is not False)
         self.reset()
         return out
@@ -309,36 +362,39 @@ class StreamResampler:
             return False
         raise TypeError(f"expected int16 or float samples, got {chunk.dtype}")
 
-    def _render(self, buffer: _Float32, ready: int) -> _Float32:
-        """Compute outputs ``samples_out .. ready - 1`` from ``buffer`` and keep what is next.
+    def _render(self, buffer: _Float32, size: int, ready: int) -> _Float32:
+        """Compute outputs ``samples_out .. ready - 1`` and keep the input the next ones need.
 
-        ``buffer`` holds the history followed by the new input, starting at the first input of
-        the block that contains output ``samples_out``.
+        ``buffer[:size]`` holds the history followed by the new input, starting at the first
+        input of the block that contains output ``samples_out``; zeros follow it.
         """
         kernel = self._kernel
         assert kernel is not None
         start = self._n_out
         if ready <= start:
-            self._history = buffer
+            self._history = buffer[:size]
             return np.zeros(0, dtype=np.float32)
         first_block = start // kernel.block
         rows = (ready - 1) // kernel.block - first_block + 1
-        needed = (rows - 1) * kernel.stride + kernel.span
-        # Outputs still waiting for input read past the buffer; their zero taps meet zeros.
-        padded = buffer
-        if buffer.size < needed:
-            padded = np.concatenate((buffer, np.zeros(needed - buffer.size, dtype=np.float32)))
+        # Outputs still waiting for input read past it; their zero taps meet zeros.
+        short = (rows - 1) * kernel.stride + kernel.pad - buffer.size
+        if short > 0:
+            buffer = np.concatenate((buffer, np.zeros(short, dtype=np.float32)))
+        # A lone row's stride is never stepped; the span keeps it a plain matrix for BLAS.
+        stride = kernel.stride if rows > 1 else kernel.span
         windows = np.ndarray(
-            (rows, kernel.span),
+            (kernel.groups, rows, kernel.span),
             dtype=np.float32,
-            buffer=padded,
-            strides=(kernel.stride * 4, 4),
+            buffer=buffer,
+            strides=(kernel.group_stride * 4, stride * 4, 4),
         )
-        out = (np.ascontiguousarray(windows) @ kernel.matrix).ravel()
+        if stride < kernel.span:  # overlapping rows: BLAS wants them apart
+            windows = np.ascontiguousarray(windows)
+        out: _Float32 = np.matmul(windows, kernel.matrix).transpose(1, 0, 2).ravel()
         offset = first_block * kernel.block
         self._n_out = ready
         drop = (ready // kernel.block - first_block) * kernel.stride
-        self._history = buffer[drop:]
+        self._history = buffer[drop:size]
         return out[start - offset : ready - offset]
 
     @staticmethod
@@ -347,6 +403,6 @@ class StreamResampler:
             return out
         # The ufuncs directly: np.clip's Python wrapper costs more than the clipping itself.
         np.rint(out, out=out)
-        np.minimum(out, 32767, out=out)
-        np.maximum(out, -32768, out=out)
+        np.minimum(out, _INT16_MAX, out=out)
+        np.maximum(out, _INT16_MIN, out=out)
         return out.astype(np.int16)
