@@ -30,7 +30,9 @@ from typing import Any, Protocol
 
 from piagent.audio.devices import DeviceError, Microphone, Speaker
 from piagent.audio.earcons import EarconKind
+from piagent.audio.filtercache import FilterCache, cache_dir, prepare_filters, rate_pairs
 from piagent.audio.playback import Playback, VolumeStore
+from piagent.audio.resample import use_coefficient_store
 from piagent.audio.wavio import WavMicrophone, WavSpeaker
 from piagent.client import (
     AgentClient,
@@ -320,6 +322,7 @@ class Daemon:
 
             for name, factory in self.audio.tasks:
                 start(name, factory)
+            start("filters", self._prepare_filters)
             start("microphone pump", self._pump_microphone)
             start("agent client", self.client.run)
             start("notices", self._watch_notices)
@@ -347,6 +350,22 @@ class Daemon:
             except Exception:
                 logger.exception("task %r crashed; restarting it in 1 s", name)
                 await asyncio.sleep(1.0)
+
+    async def _prepare_filters(self) -> None:
+        """Load, or design once and keep, the resampling filters a conversation may need, off
+        the event loop, so that no conversation waits on scipy (audio.filtercache)."""
+        store = FilterCache(cache_dir())
+        use_coefficient_store(store)
+        pairs = rate_pairs(_rate_or(self.audio.mic, 16000), self.audio.output_rate)
+        started = time.monotonic()
+        await asyncio.to_thread(prepare_filters, pairs)
+        logger.info(
+            "resampling filters ready in %.2f s: %d from %s, %d designed",
+            time.monotonic() - started,
+            store.loaded,
+            store.directory,
+            store.missed,
+        )
 
     async def _pump_microphone(self) -> None:
         loop = asyncio.get_running_loop()

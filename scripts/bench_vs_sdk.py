@@ -904,6 +904,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-vs-sdk-") as tmp:
         mic = Path(tmp) / "mic.wav"
         write_wav(mic, script.mic)
+        # As on an appliance after its first start: the resampling filters are in the cache,
+        # so the daemon neither designs them nor imports scipy.
+        filters = Path(tmp) / "filters"
+        subprocess.run(
+            [sys.executable, "-m", "piagent.audio.filtercache", str(filters)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        os.environ["PIAGENT_CACHE_DIR"] = str(filters)
         try:
             bench_sim = SimServer([AgentDefinition(agent_id="bench")], script.scenario)
             with bench_sim.run_in_thread() as sim:

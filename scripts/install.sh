@@ -110,6 +110,7 @@ readonly CONFIG=$ETC/config.yaml
 readonly KEY=$ETC/api_key
 readonly UNIT=/etc/systemd/system/piagent.service
 readonly STATE=/var/lib/piagent
+readonly CACHE=/var/cache/piagent
 readonly LINK=/usr/local/bin/piagent
 readonly USER_NAME=piagent
 readonly APT_PACKAGES=(python3-venv python3-dev gcc pkg-config portaudio19-dev libsystemd-dev
@@ -155,13 +156,17 @@ if [ "$uninstall" = 1 ]; then
     else
         say "$step" "not installed"
     fi
-    step=software
-    if [ -e "$(at "$PREFIX")" ]; then
-        rm -rf -- "$(at "$PREFIX")"
-        say "$step" "removed $PREFIX"
-    else
-        say "$step" "not installed"
-    fi
+    # remove_tree STEP PATH IF-ABSENT [NOTE]: delete a directory of the installed system.
+    remove_tree() {
+        if [ -e "$(at "$2")" ]; then
+            rm -rf -- "$(at "$2")"
+            say "$1" "removed $2${4:+ ($4)}"
+        else
+            say "$1" "$3"
+        fi
+    }
+    remove_tree software "$PREFIX" "not installed"
+    remove_tree cache "$CACHE" "not present" "resampling filters, designed again at the next start"
     step=config
     if [ "$purge" = 1 ]; then
         for dir in "$ETC" "$STATE"; do

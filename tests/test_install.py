@@ -332,9 +332,12 @@ def test_a_changed_source_is_reinstalled(
 
 def test_uninstall_keeps_the_config_and_key(copy_of_installed: Path) -> None:
     root = copy_of_installed
+    (root / "var/cache/piagent").mkdir(parents=True)
+    (root / "var/cache/piagent/lowpass-48000-307-0123456789abcdef.npy").write_bytes(b"x")
     run = uninstall(root, "--uninstall")
     assert run.returncode == 0, run.stdout + run.stderr
     assert not (root / "opt/piagent").exists()
+    assert not (root / "var/cache/piagent").exists()  # derived data, not the user's
     assert not (root / "etc/systemd/system/piagent.service").exists()
     assert not (root / "usr/local/bin/piagent").is_symlink()
     assert (root / "etc/piagent/config.yaml").is_file()
@@ -346,6 +349,7 @@ def test_uninstall_keeps_the_config_and_key(copy_of_installed: Path) -> None:
     assert again.returncode == 0
     for step in ("unit", "link", "software"):
         assert again.lines(step) == [f"{step + ':':<12} not installed"]
+    assert again.lines("cache") == ["cache:       not present"]
 
 
 def test_purge_removes_config_and_state(copy_of_installed: Path) -> None:

@@ -316,3 +316,51 @@ def test_demo_runs_headless_and_shows_a_full_exchange(tmp_path: Path) -> None:
     assert out.count("latency:") == 2
     with wave.open(str(tmp_path / "speaker.wav")) as wav:
         assert wav.getnframes() / wav.getframerate() > 10
+
+
+def wait_log(daemon: Daemon, fragment: str, within: float = 30.0) -> str:
+    """The first log line containing ``fragment``."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for line in daemon.log().splitlines():
+            if fragment in line:
+                return line
+        assert daemon.proc.poll() is None, f"daemon exited: {daemon.log()}"
+        time.sleep(0.1)
+    raise AssertionError(f"no {fragment!r} in the log:\n{daemon.log()}")
+
+
+def test_filters_are_designed_once_and_later_starts_never_import_scipy(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """A 44.1 kHz microphone and a 48 kHz speaker: the first start designs their filters into
+    the cache; the second reads them back, talks through them, and never maps scipy."""
+    env = {"PIAGENT_CACHE_DIR": str(tmp_path / "cache")}
+    lines = []
+    scipy_mapped = []
+    for run in ("first", "second"):
+        workdir = tmp_path / run
+        workdir.mkdir()
+        config = base_config(workdir, sim)
+        write_wav(workdir / "mic.wav", 0.5, rate=44100)
+        config["audio"]["output"]["rate"] = 48000
+        daemon = Daemon(workdir, config, env)
+        try:
+            daemon.wait_notify("READY=1")
+            lines.append(wait_log(daemon, "resampling filters ready"))
+            assert daemon.ctl("say", "hello").returncode == 0
+            daemon.wait_status("latency_ms", lambda v: v is not None and v["reply_ms"] is not None)
+            # (numpy's own OpenBLAS is called libscipy_openblas: the package's directory is
+            # the sign that scipy was imported.)
+            maps = Path(f"/proc/{daemon.proc.pid}/maps").read_text()
+            scipy_mapped.append("site-packages/scipy/" in maps)
+            assert daemon.stop() == 0
+        finally:
+            daemon.close()
+        with wave.open(str(workdir / "speaker.wav")) as wav:
+            assert wav.getframerate() == 48000
+            assert np.abs(np.frombuffer(wav.readframes(wav.getnframes()), "<i2")).max() > 1000
+    # 44100 to each agent rate but itself, each agent rate but 48000 to 48000: 9 pairs.
+    assert f"0 from {tmp_path / 'cache'}, 9 designed" in lines[0]
+    assert f"9 from {tmp_path / 'cache'}, 0 designed" in lines[1]
+    assert scipy_mapped == [True, False]

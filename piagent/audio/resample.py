@@ -15,20 +15,34 @@ only. ``flush`` then zero-pads the input and brings the total to ``ceil(N * up /
 length ``resample_poly`` gives. The output is time-aligned with the input (output 0 is input
 0); the price is ``delay_s`` of latency.
 
-Pure: imports numpy and scipy only; no I/O, starts no threads, imports nothing from piagent.
+Where coefficients come from. The filter's length, window and cut-off follow from Kaiser's
+formulas (the ones ``scipy.signal.kaiserord`` and ``kaiser_beta`` implement) with plain
+arithmetic; the coefficients themselves are ``scipy.signal.firwin``'s, or, when a
+``CoefficientStore`` registered with ``use_coefficient_store`` holds them, the store's.
+``scipy.signal`` is imported only to design a filter no store has (see ``audio.filtercache``).
+
+Pure: imports numpy, and scipy only when designing; no I/O of its own, starts no threads,
+imports nothing from piagent.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal
 
-__all__ = ["FilterDesign", "StreamResampler", "design_filter"]
+__all__ = [
+    "CoefficientStore",
+    "FilterDesign",
+    "StreamResampler",
+    "design_filter",
+    "use_coefficient_store",
+]
 
 _Float32 = npt.NDArray[np.float32]
 
@@ -86,6 +100,56 @@ class FilterDesign:
         return (self.taps - 1) / 2 / self.rate_hz
 
 
+class CoefficientStore(Protocol):
+    """Keeps designed coefficients by key, so that a later process need not design them."""
+
+    def load(self, key: str, taps: int) -> npt.NDArray[np.float64] | None:
+        """The ``taps`` coefficients kept under ``key``, or None."""
+
+    def save(self, key: str, coefficients: npt.NDArray[np.float64]) -> None:
+        """Keep ``coefficients`` under ``key``."""
+
+
+_store: CoefficientStore | None = None
+
+
+def use_coefficient_store(store: CoefficientStore | None) -> None:
+    """Take coefficients from ``store`` (and give it every new design) from now on."""
+    global _store
+    _store = store
+
+
+def kaiser_beta(attenuation_db: float) -> float:
+    """Kaiser's window parameter for a stopband attenuation (as ``scipy.signal.kaiser_beta``)."""
+    if attenuation_db > 50.0:
+        return 0.1102 * (attenuation_db - 8.7)
+    if attenuation_db > 21.0:
+        excess = attenuation_db - 21.0
+        return float(0.5842 * excess**0.4 + 0.07886 * excess)
+    return 0.0
+
+
+def kaiser_taps(attenuation_db: float, width: float) -> int:
+    """Kaiser's length estimate for a transition ``width`` (a fraction of the Nyquist
+    frequency), as ``scipy.signal.kaiserord`` returns it."""
+    return math.ceil((attenuation_db - 7.95) / 2.285 / (math.pi * width) + 1)
+
+
+def _firwin(taps: int, cutoff: float, beta: float, rate_hz: int) -> npt.NDArray[np.float64]:
+    """The windowed-sinc low-pass, from the store when it has it, else designed by scipy."""
+    spec = f"kaiser low-pass, taps {taps}, cutoff {cutoff!r} Hz, beta {beta!r}, rate {rate_hz}"
+    key = f"lowpass-{rate_hz}-{taps}-{hashlib.sha256(spec.encode()).hexdigest()[:16]}"
+    store = _store
+    coefficients = None if store is None else store.load(key, taps)
+    if coefficients is None:
+        from scipy import signal  # 0.75 s and 75 MB: only when no store has the filter
+
+        coefficients = signal.firwin(taps, cutoff, window=("kaiser", beta), fs=rate_hz)
+        if store is not None:
+            store.save(key, coefficients)
+    return coefficients
+
+
 @functools.lru_cache(maxsize=64)
 def design_filter(
     src_rate: int,
@@ -116,8 +180,7 @@ def design_filter(
     nyquist = min(src_rate, dst_rate) / 2
     passband_hz = passband * nyquist
     design_db = stopband_db + _STOPBAND_MARGIN_DB
-    numtaps, _ = signal.kaiserord(design_db, (nyquist - passband_hz) / (rate_hz / 2))
-    numtaps |= 1
+    numtaps = kaiser_taps(design_db, (nyquist - passband_hz) / (rate_hz / 2)) | 1
     stopband_hz = nyquist
     max_taps = 2 * math.floor(max_delay_ms / 1000 * rate_hz) + 1
     if numtaps > max_taps:
@@ -131,9 +194,9 @@ def design_filter(
                 f"to {passband_hz:.0f} Hz within {max_delay_ms} ms; allow more delay or a "
                 "narrower passband"
             )
-    beta = float(signal.kaiser_beta(design_db))
+    beta = kaiser_beta(design_db)
     cutoff = (passband_hz + stopband_hz) / 2
-    coefficients = signal.firwin(numtaps, cutoff, window=("kaiser", beta), fs=rate_hz)
+    coefficients = _firwin(numtaps, cutoff, beta, rate_hz)
     coefficients.setflags(write=False)
     return FilterDesign(
         up=up,
