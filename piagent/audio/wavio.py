@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import struct
 import wave
 from collections.abc import AsyncGenerator, Callable
@@ -253,9 +254,10 @@ class WavSpeaker:
 
     def _create(self) -> BinaryIO:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        file = open(self._path, "wb")  # noqa: SIM115 - closed by run's with block
+        # Unbuffered: each period is one write of its samples and one of the header, nothing
+        # held back in between (50 periods a second; a seek on a buffered file flushes it).
+        file = open(self._path, "wb", buffering=0)  # noqa: SIM115 - closed by run's with block
         file.write(_wav_header(self._rate, 0))
-        file.flush()
         self._written = 0
         self._full = False
         return file
@@ -268,18 +270,19 @@ class WavSpeaker:
             self._full = True
             logger.warning("%s: WAV size limit (4 GiB) reached; writing no more", self._path)
             return
-        file.write(encode_pcm16(samples))
+        data = memoryview(encode_pcm16(samples))
+        while data:  # an unbuffered write may be short
+            count = file.write(data)
+            if not count:
+                raise OSError(f"wrote nothing of {len(data)} bytes")
+            data = data[count:]
         self._written += len(samples)
         self._write_sizes(file)
 
     def _write_sizes(self, file: BinaryIO) -> None:
-        data_bytes = self._written * 2
-        file.seek(4)
-        file.write(struct.pack("<I", data_bytes + _HEADER_BYTES - 8))
-        file.seek(40)
-        file.write(struct.pack("<I", data_bytes))
-        file.seek(0, 2)
-        file.flush()
+        """Rewrite the header in place (one positioned write; the file position stays at the
+        end, where the next samples go)."""
+        os.pwrite(file.fileno(), _wav_header(self._rate, self._written * 2), 0)
 
 
 def _wav_header(rate: int, data_bytes: int) -> bytes:
