@@ -197,6 +197,7 @@ class _Conversation:
     started: float
     up: StreamResampler | None = None  # microphone rate -> input format rate
     down: StreamResampler | None = None  # output format rate -> speaker rate
+    down_turn: int | None = None  # the agent turn whose samples ``down`` holds
     hang_up: asyncio.Event = field(default_factory=asyncio.Event)
     let_finish: bool = False  # a hang-up waits for the agent's queued words
     active_at: float | None = None  # when metadata arrived
@@ -756,6 +757,8 @@ class AgentClient:
             await self._sink.wait_drained()
         if why == "hang-up" and not drain:
             self._sink.flush()
+            if conv.down is not None:
+                conv.down.reset()  # what was silenced leaves no tail behind
         if session.state in (SessionState.INITIATING, SessionState.ACTIVE, SessionState.ENDING):
             session.hang_up()
         await conv.link.close(1000, "User ended conversation")
@@ -792,14 +795,15 @@ class AgentClient:
                 except ValueError as exc:
                     logger.warning("skipping agent audio chunk: %s", exc)
                     return
+                if turn != conv.down_turn:
+                    # A server may never set is_final (it is optional): the previous turn
+                    # then ends here, and its last samples come first.
+                    self._play_tail(conv)
+                    conv.down_turn = turn
                 # int16 in, int16 out: the resampler keeps the sample type.
                 self._sink.play(cast(Samples, conv.down.process(samples)))
                 if is_final:
-                    # The turn's last samples are still inside the filter: play them out
-                    # (the resampler starts the next turn afresh).
-                    tail = cast(Samples, conv.down.flush())
-                    if len(tail):
-                        self._sink.play(tail)
+                    self._play_tail(conv)
                     self._sink.mark_end()
                 self._playing.set()
                 self._touch()
@@ -840,9 +844,18 @@ class AgentClient:
             case UnknownMessage(type=kind):
                 logger.debug("unknown server event %r", kind)
             case ConversationEnded(ending=ending):
+                self._play_tail(conv)
                 self._on_ended(ending)
             case _:
                 logger.debug("server event %s", type(event).__name__)
+
+    def _play_tail(self, conv: _Conversation) -> None:
+        """Play the agent turn's last samples, still inside the resampler's filter (up to
+        5 ms), and start the next turn afresh. A flushed or reset resampler has none."""
+        if conv.down is not None and conv.down.samples_in:
+            tail = cast(Samples, conv.down.flush())
+            if len(tail):
+                self._sink.play(tail)
 
     def _on_started(self, conv: _Conversation, meta: ConversationInitiationMetadata) -> None:
         conv.up = StreamResampler(self._source_rate, meta.user_input_audio_format.sample_rate)

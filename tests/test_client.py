@@ -5,6 +5,7 @@ client (issue: connection, on-demand sessions, reconnect, text, client tools, en
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -526,6 +527,14 @@ steps:
 # --- endings and latency ------------------------------------------------------------------------
 
 
+async def press_and_hear_out(sim: SimServer, r: Rig) -> None:
+    """A press and release, then wait for the server to close and the speaker to go quiet."""
+    r.client.press()
+    r.client.release()
+    await r.wait_for(lambda: bool(sim.conversations and sim.conversations[0].close_code), 10)
+    await r.sink.wait_drained()
+
+
 def test_end_call_lets_the_last_words_play_out() -> None:
     scenario = Scenario.from_yaml(
         'steps:\n  - agent_say: "Goodbye then, have a nice day."\n  - end_call: true\n'
@@ -534,15 +543,48 @@ def test_end_call_lets_the_last_words_play_out() -> None:
 
     async def main() -> None:
         async with SimServer([agent], scenario=scenario) as sim, rig(sim) as r:
-            r.client.press()
-            r.client.release()
-            await r.wait_for(lambda: sim.conversations and sim.conversations[0].close_code, 10)
-            # the socket is closed, and what the agent said is still being heard in full
-            await r.sink.wait_drained()
+            await press_and_hear_out(sim, r)  # the socket closes, the agent's words play on
             assert r.sink.flushed_samples == 0
             assert len(r.sink.heard()) > RATE  # over a second of goodbye
             ending = r.client.status().last_ending
             assert ending is not None and ending.reason is EndReason.AGENT_ENDED_CALL
+
+    run(main())
+
+
+@pytest.mark.parametrize("mark_final", [True, False], ids=["is_final", "no_is_final"])
+def test_every_resampled_sample_of_every_turn_is_heard(mark_final: bool) -> None:
+    """24 kHz agent audio on a 16 kHz speaker: each turn's last samples, still inside the
+    resampler's filter when its audio stops, are played whether or not the server marks the
+    turn's last chunk with is_final (it is optional)."""
+    scenario = Scenario.from_yaml(
+        'steps:\n  - agent_say: "One, two, three."\n  - agent_say: "Four, five."\n'
+        "  - end_call: true\n"
+    )
+    agent = AgentDefinition(
+        first_message="",
+        audio_pace=8,
+        output_format=AudioFormat.PCM_24000,
+        mark_final_audio=mark_final,
+    )
+
+    async def main() -> None:
+        async with SimServer([agent], scenario=scenario) as sim, rig(sim) as r:
+            await press_and_hear_out(sim, r)
+            sent: dict[int, int] = {}  # event_id -> samples the agent sent
+            for frame in sim.conversations[0].sent:
+                message = json.loads(frame)
+                if message["type"] == "audio":
+                    event = message["audio_event"]
+                    assert ("is_final" in event) is (mark_final and event.get("is_final", False))
+                    audio = base64.b64decode(event["audio_base_64"])
+                    pcm = decode_audio(audio, AudioFormat.PCM_24000)
+                    sent[event["event_id"]] = sent.get(event["event_id"], 0) + len(pcm)
+            assert len(sent) == 2
+            # Each turn on its own: ceil(n * 16000 / 24000) samples, none lost, none extra.
+            expected = sum(-(-n * 2 // 3) for n in sent.values())
+            assert r.sink.flushed_samples == 0
+            assert len(r.sink.heard()) == expected
 
     run(main())
 

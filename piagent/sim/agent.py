@@ -185,6 +185,7 @@ class AgentDefinition:
     audio_chunk_ms: int = 100
     audio_pace: float = 1.5  # chunks are sent this many times faster than real time
     agent_response_order: ResponseOrder = "after_first_audio"
+    mark_final_audio: bool = True  # False: never set is_final (optional on the wire)
     stale_chunks: int = 3  # audio chunks of an interrupted turn still sent after interruption
     # Fault injection.
     connect_delay: float = 0.0  # before the upgrade response

@@ -104,7 +104,8 @@ class Speaker:
             ):
                 if await self._wait_for_barge_in(turn, turn.due_at(index, self.agent.audio_pace)):
                     return
-                await self._emit(Audio(data, event_id, alignment, is_final=index == last))
+                final = index == last and self.agent.mark_final_audio
+                await self._emit(Audio(data, event_id, alignment, is_final=final))
                 turn.sent = index + 1
                 if turn.interrupted_at is None and index == 0 and order == "after_first_audio":
                     await self._emit(AgentResponse(turn.text, event_id))
