@@ -36,6 +36,7 @@ import scipy
 from scipy import signal
 
 from piagent.audio.codecs import encode_audio
+from piagent.audio.filtercache import AGENT_RATES
 from piagent.audio.levels import apply_gain
 from piagent.audio.resample import StreamResampler
 from piagent.protocol.messages import AudioFormat, ConversationInitiationMetadata, encode
@@ -253,7 +254,7 @@ def print_all_pairs(seconds: float, repeats: int) -> None:
     """Column a/b for every pair of the six rates, summed up: the table shows the usual ones."""
     if soxr is None:
         return
-    rates = sorted({rate for pair in PAIRS for rate in pair} | {22050, 44100, 8000})
+    rates = AGENT_RATES
     ratios: list[tuple[float, str]] = []
     for src in rates:
         for dst in rates:

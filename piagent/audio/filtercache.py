@@ -35,14 +35,14 @@ import numpy as np
 import numpy.typing as npt
 
 from piagent.audio.resample import StreamResampler, use_coefficient_store
+from piagent.protocol.messages import AudioFormat
 
 __all__ = ["AGENT_RATES", "FilterCache", "cache_dir", "prepare_filters", "rate_pairs"]
 
 logger = logging.getLogger(__name__)
 
-# The sample rates of the agent's audio formats (protocol.md §5: pcm_8000 ... pcm_48000 and
-# ulaw_8000).
-AGENT_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
+# The sample rates of the agent's audio formats (pcm_8000 ... pcm_48000, ulaw_8000).
+AGENT_RATES = tuple(sorted({fmt.sample_rate for fmt in AudioFormat}))
 
 # Tolerances of the checks on a loaded file: firwin's coefficients sum to 1 and are symmetric
 # to float64 rounding; anything further off is not a file this module wrote.
