@@ -170,12 +170,7 @@ if [ "$uninstall" = 1 ]; then
     step=config
     if [ "$purge" = 1 ]; then
         for dir in "$ETC" "$STATE"; do
-            if [ -e "$(at "$dir")" ]; then
-                rm -rf -- "$(at "$dir")"
-                say "$step" "removed $dir"
-            else
-                say "$step" "$dir not present"
-            fi
+            remove_tree "$step" "$dir" "$dir not present"
         done
         say user "$USER_NAME kept (userdel $USER_NAME removes it)"
     elif [ -e "$(at "$ETC")" ]; then
