@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 
 EX_OK = 0
@@ -88,8 +89,29 @@ def _configure_logging(verbose: bool, level: str = "info") -> None:
     setup_logging(level, "auto", verbose)
 
 
+# Environment variables that size the thread pools of the BLAS library numpy is linked
+# against (OpenBLAS, BLIS, MKL, or one built with OpenMP). piagent multiplies small matrices 50
+# times a second: a pool never helps, and OpenBLAS's idle workers spin on a core after each
+# product. Each library reads its variable once, when numpy first loads it.
+BLAS_THREAD_VARIABLES = (
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+)
+
+
+def limit_blas_threads(environ: MutableMapping[str, str]) -> None:
+    """One BLAS thread, whatever numpy is linked against; must run before numpy is imported.
+    A value already set (by the unit, or the user) is kept."""
+    for name in BLAS_THREAD_VARIABLES:
+        environ.setdefault(name, "1")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
+    limit_blas_threads(os.environ)
     parser = _build_parser()
     args = parser.parse_args(argv)
     verbose = bool(getattr(args, "verbose", False))

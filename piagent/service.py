@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -239,6 +240,7 @@ class Daemon:
             "last_ending": client.last_ending.describe() if client.last_ending else None,
             "dropped_frames": client.dropped_frames,
             "underruns": self.playback.underruns,
+            "threads": _thread_counts(),
         }
 
     # -- ControlHandler (the control socket) ---------------------------------------------------
@@ -494,6 +496,17 @@ class _EarconControls:
     @property
     def muted(self) -> bool:
         return self._daemon.client.muted
+
+
+def _thread_counts() -> dict[str, int]:
+    """Threads Python started (the loop's included) and the process's native threads: a
+    native thread Python does not know of is a library's (PortAudio's callback thread, lgpio's
+    notifier; a BLAS pool would be one too)."""
+    try:
+        native = sum(1 for _ in Path("/proc/self/task").iterdir())
+    except OSError:  # not Linux
+        native = -1
+    return {"python": threading.active_count(), "native": native}
 
 
 def _rate_or(device: Any, default: Any) -> Any:

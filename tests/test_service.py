@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import wave
 from collections.abc import Iterator
@@ -48,6 +49,10 @@ class Daemon:
         self.notify.bind(str(self.socket_path))
         self.notify.settimeout(0.2)
         self.messages: list[str] = []
+        # Datagrams are read as they come, as systemd does: a full socket would block the
+        # daemon's sd_notify, and with it the event loop.
+        self._reader = threading.Thread(target=self._read_notify_forever, daemon=True)
+        self._closed = False
         self.stderr_path = tmp / "stderr.log"
         child_env = {
             **os.environ,
@@ -64,17 +69,24 @@ class Daemon:
             stdout=subprocess.DEVNULL,
             stderr=self.stderr,
         )
+        self._reader.start()
 
     def write_config(self, config: dict[str, Any]) -> None:
         self.config_path.write_text(yaml.safe_dump(config))
 
-    def read_notify(self) -> None:
-        while True:
+    def _read_notify_forever(self) -> None:
+        while not self._closed:
             try:
                 data = self.notify.recv(4096)
             except TimeoutError:
+                continue
+            except OSError:
                 return
             self.messages.append(data.decode())
+
+    def read_notify(self) -> None:
+        """Let datagrams already sent arrive (the reader thread collects them)."""
+        time.sleep(0.05)
 
     def wait_notify(self, fragment: str, within: float = 15.0, after: int = 0) -> int:
         """Index of the first message from ``after`` on containing ``fragment``."""
@@ -126,6 +138,8 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._closed = True
+        self._reader.join()
         self.notify.close()
         self.stderr.close()
 
@@ -191,6 +205,33 @@ def test_ready_status_watchdog_and_a_clean_stop(
     assert daemon.stop() == 0
     assert any("STOPPING=1" in m for m in daemon.messages)
     assert not (tmp_path / "control.sock").exists()
+
+
+def test_no_thread_the_daemon_did_not_start_even_with_no_blas_variables(
+    sim: SimServer, tmp_path: Path, daemon_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """numpy's BLAS would start a pool of native workers at import (one fewer than the cores)
+    that spin after every small product. The entry point pins it to one thread, so the process
+    has exactly the threads Python started, through a conversation with resampled audio."""
+    from piagent.cli import BLAS_THREAD_VARIABLES
+
+    for name in BLAS_THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    config = base_config(tmp_path, sim)
+    write_wav(tmp_path / "mic.wav", 3.0, rate=44100)  # 44.1 kHz -> 16 kHz: matrix products
+    config["audio"]["output"]["rate"] = 48000  # and 16 kHz agent audio -> 48 kHz
+    daemon = daemon_factory(config)
+    daemon.wait_notify("READY=1")
+    assert daemon.ctl("press").returncode == 0
+    time.sleep(1.5)
+    assert daemon.ctl("release").returncode == 0
+    status = daemon.wait_status("conversation_id", lambda conversation: conversation is not None)
+    assert status["devices"]["input"]["rate"] == 44100
+    threads = daemon.status()["threads"]
+    tasks = sum(1 for _ in Path(f"/proc/{daemon.proc.pid}/task").iterdir())
+    assert threads["native"] == threads["python"], threads
+    assert tasks == threads["python"], (tasks, threads)
+    assert daemon.stop() == 0
 
 
 def test_press_talk_and_sigterm_mid_conversation_closes_with_1000(
