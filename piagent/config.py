@@ -581,8 +581,19 @@ def _agent(r: _Reader) -> AgentConfig:
     d = AgentConfig(agent_id="")
     tts, llm = r.section("tts"), r.section("llm")
     expected_id = "the agent's ID from the ElevenLabs dashboard (a string without spaces)"
+    raw_id = r.data.get("agent_id", _MISSING)
+    agent_id = d.agent_id
+    if raw_id is None or raw_id is _MISSING:
+        # The shipped example has agent_id: null: say what to do, not which type is expected.
+        r.seen.add("agent_id")
+        if r.valid:
+            said = "got null" if raw_id is None else "missing"
+            required = "required: set it to your agent's ID (ElevenLabs dashboard)"
+            r.ctx.add(r.key("agent_id"), f"{required}; {said}")
+    else:
+        agent_id = r.read("agent_id", d.agent_id, _str(), expected_id, required=True)
     return AgentConfig(
-        agent_id=r.read("agent_id", d.agent_id, _str(), expected_id, required=True),
+        agent_id=agent_id,
         server=r.read(
             "server",
             d.server,

@@ -32,8 +32,19 @@ def test_a_valid_file_prints_ok_and_exits_0(tmp_path: Path) -> None:
     assert result.stderr == ""
 
 
-def test_the_example_config_is_valid() -> None:
-    result = check_config(str(ROOT / "config.yaml.example"))
+def test_the_example_config_only_lacks_the_agent_id(tmp_path: Path) -> None:
+    example = ROOT / "config.yaml.example"
+    result = check_config(str(example))
+    assert result.returncode == EX_CONFIG
+    assert result.stderr == (
+        f"{example}: agent.agent_id: required: set it to your agent's ID (ElevenLabs "
+        "dashboard); got null\n"
+    )
+    # With the ID filled in (as `piagent setup --agent-id` does), the file is valid.
+    text = example.read_text(encoding="utf-8")
+    path = tmp_path / "config.yaml"
+    path.write_text(text.replace("agent_id: null", "agent_id: agent_123", 1), "utf-8")
+    result = check_config(str(path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.endswith(": OK\n")
 

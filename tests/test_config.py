@@ -52,15 +52,23 @@ def problems_of(tmp_path: Path, text: str) -> tuple[ConfigError, ...]:
 # --- The example file ----------------------------------------------------------------------
 
 
-def test_the_example_is_valid_and_talks_to_the_local_simulator() -> None:
-    config = load_config(EXAMPLE)
-    assert config.agent.agent_id == "demo"
-    assert config.agent.server == "ws://127.0.0.1:8765"
+def load_example(tmp_path: Path, agent_id: str = "agent_123") -> Config:
+    """The example with its agent_id placeholder (null) filled in, as a user does."""
+    text = EXAMPLE.read_text(encoding="utf-8").replace("agent_id: null", f"agent_id: {agent_id}")
+    return load_text(tmp_path, text)
 
 
-def test_the_example_shows_every_default() -> None:
-    expected = Config(agent=AgentConfig(agent_id="demo", server="ws://127.0.0.1:8765"))
-    assert load_config(EXAMPLE) == expected
+def test_the_example_targets_elevenlabs_and_needs_an_agent_id(tmp_path: Path) -> None:
+    (problem,) = problems_of(tmp_path, EXAMPLE.read_text(encoding="utf-8"))
+    assert problem.key_path == "agent.agent_id"
+    assert "set it to your agent's ID" in str(problem)
+    config = load_example(tmp_path)
+    assert config.agent.agent_id == "agent_123"
+    assert config.agent.server == "wss://api.elevenlabs.io"
+
+
+def test_the_example_shows_every_default(tmp_path: Path) -> None:
+    assert load_example(tmp_path) == Config(agent=AgentConfig(agent_id="agent_123"))
 
 
 def test_the_example_names_every_key() -> None:
