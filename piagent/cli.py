@@ -72,6 +72,12 @@ def _build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check config, audio, GPIO, clock, network, agent")
     doctor.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
+    doctor.add_argument(
+        "--here",
+        action="store_true",
+        help="check in this process, as this user (by default root re-runs the checks as "
+        "piagent.service, through systemd-run, with its user, credentials and sandbox)",
+    )
 
     check = sub.add_parser("check-config", help="validate a config file (exit 78 if invalid)")
     check.add_argument(
@@ -129,7 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "doctor":
         from piagent.doctor import run_doctor
 
-        return run_doctor(_path(args.config), as_json=args.json, out=sys.stdout)
+        return run_doctor(
+            _path(args.config), as_json=args.json, here=args.here, out=sys.stdout, err=sys.stderr
+        )
     if args.command == "sim":
         from piagent.sim.server import run_from_args
 

@@ -32,6 +32,8 @@ import yaml
 
 from piagent import doctor as doctor_module
 from piagent.doctor import CHECK_NAMES, run_doctor
+from piagent.doctor import probes as doctor_probes
+from piagent.doctor import unit as doctor_unit
 from piagent.sim.agent import AgentDefinition
 from piagent.sim.server import SimServer
 from tests.audio.alsa import write_fake_card
@@ -72,6 +74,9 @@ def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ELEVENLABS_API_KEY", "CREDENTIALS_DIRECTORY", "PIAGENT_CONFIG"):
         monkeypatch.delenv(name, raising=False)
     bin_dir = fake_timedatectl(tmp_path / "bin", "yes")
+    # No wireless interface, whatever this machine has (the wifi tests make their own).
+    (tmp_path / "sys-class-net").mkdir()
+    monkeypatch.setattr(doctor_probes, "SYS_CLASS_NET", tmp_path / "sys-class-net")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
@@ -151,7 +156,7 @@ def test_everything_passes_against_the_simulator(tmp_path: Path, sim: SimServer)
     ]
     assert [name for _, name in rows] == list(CHECK_NAMES)
     assert "FAIL" not in text
-    assert lines[-1] == "9 ok, 1 skipped, 0 failed: all good"  # tls: ws:// has none
+    assert lines[-1] == "10 ok, 2 skipped, 0 failed: all good"  # tls: ws:// has none; no wifi
     assert any(line.startswith("skip  tls") for line in lines)
     assert any(line.startswith("ok    recording") and "peak -12.2 dBFS" in line for line in lines)
     assert "answered as a public agent" in text
@@ -301,7 +306,7 @@ def test_an_invalid_config_exits_78_and_skips_the_rest(tmp_path: Path) -> None:
     assert any("agent.agent_id: " in line for line in lines)
     assert any("audio.input.rate: expected an integer sample rate" in line for line in lines)
     assert f"-> fix what is named above, then check again with: piagent check-config {path}" in text
-    assert lines[-1] == "0 ok, 9 skipped, 1 failed: see the hints above"
+    assert lines[-1] == "0 ok, 11 skipped, 1 failed: see the hints above"
     code, report, checks = doctor_json(path)
     assert code == 78 and report["ok"] is False
     assert [c["name"] for c in report["checks"]] == list(CHECK_NAMES)
@@ -373,7 +378,7 @@ def test_a_clipping_wav_fails_with_the_gain_hint(tmp_path: Path, sim: SimServer)
     assert recording["status"] == "fail"
     assert "peak 0.0 dBFS" in recording["detail"]
     assert "too loud" in recording["detail"]
-    assert recording["hint"].startswith("lower audio.input.gain_db (now 12 dB)")
+    assert recording["hint"].startswith("clipping: lower audio.input.gain_db (now 12 dB)")
 
 
 def test_a_file_that_is_not_a_wav_fails_the_input_and_skips_the_recording(
@@ -613,3 +618,260 @@ def test_a_check_that_hangs_is_abandoned_at_its_limit(
     assert "sound card does not answer" in checks["input device"]["hint"]
     assert checks["recording"]["status"] == "skip"
     assert checks["agent"]["status"] == "ok"  # the checks after it still ran
+
+
+# ----------------------------------------------------------------------------------------------
+# Wi-Fi power saving: a fake sysfs and a fake iw
+
+
+def fake_iw(directory: Path, answers: dict[str, str]) -> Path:
+    """An ``iw`` answering ``iw dev IFACE get power_save`` with ``Power save: on|off``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cases = "".join(
+        f'  {iface}) echo "Power save: {state}" ;;\n' for iface, state in answers.items()
+    )
+    script = directory / "iw"
+    script.write_text(
+        f'#!/bin/sh\ncase "$2" in\n{cases}  *) echo "command failed: No such device (-19)" >&2; '
+        "exit 237 ;;\nesac\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return directory
+
+
+def fake_sysfs(root: Path, wireless: list[str], wired: list[str] = ["eth0"]) -> Path:  # noqa: B006
+    for name in wireless:
+        (root / name / "wireless").mkdir(parents=True)
+    for name in wired:
+        (root / name).mkdir(parents=True)
+    return root
+
+
+def test_wifi_power_saving_on_is_a_warning_not_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sysfs = fake_sysfs(tmp_path / "net", ["wlan0"])
+    bin_dir = fake_iw(tmp_path / "iwbin", {"wlan0": "on"})
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    check = doctor_probes.inspect_wifi(sysfs)
+    assert check.status == "warn" and check.ok is True
+    assert check.detail == (
+        "Wi-Fi power saving is on for wlan0: adds 100-300 ms of latency on a Pi"
+    )
+    assert check.hint == (
+        "turn it off: sudo iw dev wlan0 set power_save off (persist with NetworkManager: "
+        "nmcli connection modify <name> 802-11-wireless.powersave 2)"
+    )
+    text = doctor_module.format_report([check])
+    assert "WARN  wifi  Wi-Fi power saving is on for wlan0" in text
+    assert text.endswith("0 ok, 1 warned, 0 skipped, 0 failed: see the warnings above\n")
+    assert doctor_module.exit_status([check]) == 0
+    assert json.loads(doctor_module.format_json([check]))["ok"] is True
+
+
+def test_wifi_power_saving_off_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sysfs = fake_sysfs(tmp_path / "net", ["wlan0", "wlan1"])
+    bin_dir = fake_iw(tmp_path / "iwbin", {"wlan0": "off"})
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    check = doctor_probes.inspect_wifi(sysfs)
+    assert check.status == "ok"
+    assert check.detail.splitlines() == [
+        "wlan0: power saving is off",
+        "wlan1: cannot tell whether power saving is on (iw: command failed: No such device (-19))",
+    ]
+
+
+def test_wifi_without_iw_cannot_tell_and_without_wireless_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    check = doctor_probes.inspect_wifi(fake_sysfs(tmp_path / "net", ["wlan0"]))
+    assert check.status == "skip"
+    assert check.detail == (
+        "wlan0: cannot tell whether power saving is on (no iw here (sudo apt install iw))"
+    )
+    check = doctor_probes.inspect_wifi(fake_sysfs(tmp_path / "net2", []))
+    assert (check.status, check.detail) == ("skip", "no wireless interface")
+
+
+def test_the_doctor_runs_the_wifi_check_with_the_others(
+    tmp_path: Path, sim: SimServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(doctor_probes, "SYS_CLASS_NET", fake_sysfs(tmp_path / "net", ["wlan0"]))
+    bin_dir = fake_iw(tmp_path / "iwbin", {"wlan0": "on"})
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    code, _, checks = doctor_json(write_config(tmp_path, sim))
+    assert code == 0
+    assert checks["wifi"]["status"] == "warn"
+    assert "sudo iw dev wlan0 set power_save off" in checks["wifi"]["hint"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The process's user and groups; the key from a systemd credential
+
+
+def test_the_user_check_names_the_groups_the_process_has() -> None:
+    check = doctor_probes.inspect_groups(())
+    assert check.ok is True
+    assert check.detail.startswith(f"running as {__import__('pwd').getpwuid(os.getuid())[0]} ")
+    assert "groups: " in check.detail
+
+
+def test_the_key_from_the_systemd_credential_is_named_not_shown(
+    tmp_path: Path, sim: SimServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "elevenlabs_api_key").write_text(KEY + "\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    path = write_config(tmp_path, sim, agent={"agent_id": PRIVATE})
+    code, text = doctor(path)
+    assert code == 0, text
+    assert "api key        from the systemd credential elevenlabs_api_key" in text
+    assert KEY not in text
+    _, _, checks = doctor_json(path)
+    assert checks["agent"]["status"] == "ok"
+
+
+def test_a_blank_systemd_credential_means_a_public_agent(
+    tmp_path: Path, sim: SimServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "elevenlabs_api_key").write_text("\n", encoding="utf-8")  # SetCredential=
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    code, _, checks = doctor_json(write_config(tmp_path, sim))
+    assert code == 0
+    assert checks["api key"]["detail"].startswith(
+        "none: the systemd credential elevenlabs_api_key is empty"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Running as the service: the installed unit -> the systemd-run command (pure functions)
+
+UNIT_TEXT = """\
+# /etc/systemd/system/piagent.service
+[Unit]
+Description=piagent
+After=network-online.target
+
+[Service]
+Type=notify
+ExecStart=/opt/piagent/venv/bin/piagent run --config /etc/piagent/config.yaml
+ExecReload=/bin/kill -HUP $MAINPID
+WatchdogSec=30
+NotifyAccess=main
+Restart=on-failure
+RestartPreventExitStatus=78
+TimeoutStopSec=10
+User=piagent
+Group=piagent
+SupplementaryGroups=audio gpio
+LoadCredential=elevenlabs_api_key:/etc/piagent/api_key
+SetCredential=elevenlabs_api_key:\\n
+RuntimeDirectory=piagent
+WorkingDirectory=/run/piagent
+Environment=PYTHONUNBUFFERED=1 OPENBLAS_NUM_THREADS=1
+; a comment
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged \\
+    @resources
+StandardOutput=journal
+DeviceAllow=char-alsa rw
+
+[Install]
+WantedBy=multi-user.target
+
+# /etc/systemd/system/piagent.service.d/override.conf
+[Service]
+Environment=
+Environment=ELEVENLABS_REGION=eu
+"""
+
+
+def test_the_unit_becomes_the_exact_systemd_run_command() -> None:
+    argv = doctor_unit.reexec_argv(
+        UNIT_TEXT, config=None, as_json=True, systemd_run="/usr/bin/systemd-run"
+    )
+    assert argv == [
+        "/usr/bin/systemd-run",
+        "--pipe",
+        "--wait",
+        "--collect",
+        "--quiet",
+        "--service-type=exec",
+        "-p",
+        "Description=piagent doctor, as piagent.service",
+        "-p",
+        "User=piagent",
+        "-p",
+        "Group=piagent",
+        "-p",
+        "SupplementaryGroups=audio gpio",
+        "-p",
+        "LoadCredential=elevenlabs_api_key:/etc/piagent/api_key",
+        "-p",
+        "SetCredential=elevenlabs_api_key:\\n",
+        "-p",
+        "RuntimeDirectory=piagent",
+        "-p",
+        "WorkingDirectory=/run/piagent",
+        "-p",
+        "SystemCallFilter=@system-service",
+        "-p",
+        "SystemCallFilter=~@privileged @resources",
+        "-p",
+        "DeviceAllow=char-alsa rw",
+        "-p",
+        "Environment=ELEVENLABS_REGION=eu",  # the drop-in reset the unit's Environment=
+        "-p",
+        "RuntimeDirectoryPreserve=yes",  # /run/piagent holds the running daemon's socket
+        "--",
+        "/opt/piagent/venv/bin/piagent",
+        "doctor",
+        "--here",
+        "--config",
+        "/etc/piagent/config.yaml",
+        "--json",
+    ]
+
+
+def test_a_given_config_wins_and_a_unit_without_piagent_runs_this_interpreter() -> None:
+    unit = "[Service]\nExecStart=/usr/bin/python3 -m piagent run\nUser=piagent\n"
+    argv = doctor_unit.reexec_argv(unit, config="/srv/c.yaml", as_json=False, systemd_run="sr")
+    tail = argv[argv.index("--") :]
+    assert tail == ["--", sys.executable, "-m", "piagent", "doctor", "--here", "--config",
+                    "/srv/c.yaml"]  # fmt: skip
+    assert "RuntimeDirectoryPreserve=yes" not in argv
+
+
+@pytest.mark.parametrize(
+    ("here", "euid", "booted", "has_run", "unit", "reason"),
+    [
+        (False, 0, True, True, UNIT_TEXT, None),
+        (True, 0, True, True, UNIT_TEXT, "--here"),
+        (False, 1000, True, True, UNIT_TEXT, "not root"),
+        (False, 0, False, True, UNIT_TEXT, "systemd is not running"),
+        (False, 0, True, False, UNIT_TEXT, "no systemd-run here"),
+        (False, 0, True, True, None, "piagent.service is not installed"),
+    ],
+)
+def test_when_the_doctor_re_runs_itself_as_the_service(
+    here: bool, euid: int, booted: bool, has_run: bool, unit: str | None, reason: str | None
+) -> None:
+    found = doctor_unit.reexec_reason(doctor_unit.Situation(here, euid, booted, has_run, unit))
+    if reason is None:
+        assert found is None
+    else:
+        assert found is not None and found.startswith(reason)
+
+
+def test_without_systemd_doctor_runs_here(tmp_path: Path, sim: SimServer) -> None:
+    # PID 1 is not systemd in this test environment: the checks run in this process.
+    assert not doctor_unit.current_situation(here=False).systemd_booted
+    out, err = io.StringIO(), io.StringIO()
+    code = run_doctor(write_config(tmp_path, sim), as_json=False, out=out, here=False, err=err)
+    assert code == 0
+    assert out.getvalue().endswith("all good\n")
