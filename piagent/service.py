@@ -54,7 +54,9 @@ from piagent.tools import CommandTool, LedRequest, PythonTool, ToolRegistry
 
 logger = logging.getLogger(__name__)
 
-MIC_SILENT_LIMIT = 3.0  # seconds without a microphone frame before the watchdog is withheld
+# Seconds a microphone that reports itself healthy may go without a frame reaching the loop
+# before the watchdog is withheld (frames come every 20 ms).
+MIC_SILENT_LIMIT = 3.0
 NOTICE_BACKLOG = 256
 
 
@@ -379,8 +381,19 @@ class Daemon:
             self.client.feed(frame)
 
     def _healthy(self) -> bool:
-        """For the watchdog: the loop turns (we are running) and microphone frames flow."""
-        return asyncio.get_running_loop().time() - self._last_frame < MIC_SILENT_LIMIT
+        """For the watchdog: the loop turns (this runs at all), and a microphone that says it
+        is delivering audio does deliver it to the loop.
+
+        A missing or failed microphone is not a hang: its device task reopens it by name with
+        backoff, and a restart would not bring it back any sooner. Withholding the pings then
+        would have systemd kill and restart the daemon every WatchdogSec for as long as the
+        card is away (a USB microphone plugged in after boot). The daemon keeps pinging while
+        it waits for hardware; its status says what it waits for."""
+        now = asyncio.get_running_loop().time()
+        if not self.audio.mic.healthy:
+            self._last_frame = now  # the silence limit counts from the device's return
+            return True
+        return now - self._last_frame < MIC_SILENT_LIMIT
 
     async def _follow_leds(self) -> None:
         await follow(

@@ -234,6 +234,36 @@ def test_no_thread_the_daemon_did_not_start_even_with_no_blas_variables(
     assert daemon.stop() == 0
 
 
+def test_no_microphone_at_start_keeps_the_watchdog_fed(
+    sim: SimServer, tmp_path: Path, daemon_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the card absent at start (a USB microphone plugged in later), the daemon is only
+    waiting for hardware: it must go on pinging, or systemd would restart it every WatchdogSec
+    for as long as the card is away. Real PortAudio over an ALSA configuration without it."""
+    from tests.audio.alsa import write_fake_card
+
+    for name, value in write_fake_card(tmp_path).env().items():
+        monkeypatch.setenv(name, value)
+    config = base_config(tmp_path, sim)
+    config["audio"] = {
+        "backend": "pyaudio",
+        "input": {"device": "hw:CARD=NoSuchMic,DEV=0"},
+        "output": {"device": "hw:CARD=NoSuchSpeaker,DEV=0"},
+        "earcons": False,
+    }
+    daemon = daemon_factory(config)
+    ready = daemon.wait_notify("READY=1")
+    time.sleep(5.0)  # the old limit withheld pings 3 s after the last frame
+    pings = [i for i, m in enumerate(daemon.messages) if i > ready and "WATCHDOG=1" in m]
+    assert len(pings) >= 8, daemon.messages  # every 0.5 s (WATCHDOG_USEC is 1 s)
+    assert pings[-1] >= len(daemon.messages) - 3, daemon.messages[-5:]
+    assert "withholding" not in daemon.log()
+    status = daemon.status()
+    assert status["devices"]["input"]["healthy"] is False
+    assert daemon.proc.poll() is None
+    assert daemon.stop() == 0
+
+
 def test_press_talk_and_sigterm_mid_conversation_closes_with_1000(
     sim: SimServer, tmp_path: Path, daemon_factory: Any
 ) -> None:
