@@ -1,9 +1,10 @@
 """PyAudio adapters: the microphone and the speaker, the only place PortAudio threads exist.
 
-Owns PortAudio: creating and terminating ``pyaudio.PyAudio`` instances, finding a device by a
-stable name (:func:`resolve_device`), choosing its sample rate (:func:`negotiate_rate`), the
-capture and playback streams (:class:`Microphone`, :class:`Speaker`), noticing when a device is
-lost and reopening it by name, and ``piagent devices`` (:func:`list_devices`).
+Owns the capture and playback streams (:class:`Microphone`, :class:`Speaker`): opening a
+device by the name the config gives, with the channel count and rate it accepts; noticing
+when a device is lost and reopening it by name; converting between the device's channels and
+piagent's mono. Finding devices, probing formats and ``piagent devices`` live in
+``audio.portaudio`` (re-exported here); ALSA names in ``audio.alsanames``.
 
 Use, in the service's TaskGroup (``open()`` first is optional: it fails fast with a
 DeviceError, and tells the rates when the config leaves them to negotiation)::
@@ -17,28 +18,41 @@ DeviceError, and tells the rates when the config leaves them to negotiation)::
 ``run()`` owns a device for good: it never returns, survives any device failure, and closes
 the device when cancelled; every await in it, and ``Microphone.read``, is safe to cancel.
 
+Channels. piagent is mono inside. Each open tries 1 channel, then 2, then the device's
+maximum (never fewer than alsa-lib says the device takes: PortAudio would pad a mono stream
+itself and capture the left channel only), each checked with the rate; the microphone
+averages the captured channels and the speaker copies its mono samples onto every channel
+(``audio.channels``). ``channels`` says what the open stream uses.
+
+ALSA names. ``hw:`` names open the card's raw device through PortAudio's own entry; any other
+ALSA PCM string with arguments (``plughw:CARD=Device,DEV=0``, ``sysdefault:CARD=Device``)
+is defined as ``piagent_input``/``piagent_output`` in piagent's own ALSA configuration file
+(``alsanames.AlsaOverlay``), which the devices install before each ``PyAudio()``: construct
+both devices before opening either, so that one enumeration sees both.
+
 Threads. PortAudio runs one callback thread per open stream. A microphone's callback does one
 thing: ``loop.call_soon_threadsafe`` to hand the captured bytes to the event loop, where they are
 cut into frames. A speaker's callback must return samples at once, so it pulls them from its
-``source`` (``SampleSource.read``, thread-safe and never blocking) and only sets counters the
-loop reads (while the device is down, the loop drains the source in its place).
+``source`` (``SampleSource.read``, thread-safe and never blocking), upmixes them and only sets
+counters the loop reads (while the device is down, the loop drains the source in its place).
 Closing a stream runs in a short-lived daemon thread, because PortAudio's close joins the
 callback thread and that thread can be stuck in a system call on a failing device:
 the loop waits for it with a timeout and abandons it rather than hang. Everything else,
 including opening (a few milliseconds; it briefly blocks the loop), runs on the event loop.
-``_PORTAUDIO_LOCK`` serialises PortAudio's process-wide calls (initialise, open, close,
-terminate) between the loop and those closing threads; nothing else takes a lock.
+``portaudio.PORTAUDIO_LOCK`` serialises PortAudio's process-wide calls (initialise, open,
+close, terminate) between the loop and those closing threads; nothing else takes a lock.
 
 Each device has its own ``PyAudio`` instance, created anew for every (re)open so that PortAudio
 enumerates the devices again; PortAudio counts initialisations, so it only re-enumerates when no
-other instance is alive (a returning USB device keeps its name, usually its card number too).
+other instance is alive (a returning USB device keeps its name, usually its card number too;
+a device absent at the first enumeration only appears once no other device is open).
 
 PortAudio and ALSA print start-up noise (JACK probing, unusable PCMs) on file descriptor 2:
 fd 2 points at /dev/null while PortAudio initialises, probes and opens, and one INFO line per
 opened device is logged instead.
 
-Imports nothing from piagent but ``errors``, ``config``, ``audio.codecs`` and ``audio.levels``;
-no I/O at import.
+Imports nothing from piagent but ``errors``, ``config`` and the ``audio`` modules ``codecs``,
+``levels``, ``channels``, ``alsanames`` and ``portaudio``; no I/O at import.
 """
 
 from __future__ import annotations
@@ -48,22 +62,35 @@ import collections
 import contextlib
 import functools
 import logging
-import os
-import re
-import sys
 import threading
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, ClassVar, Final, Protocol
 
 import numpy as np
 import pyaudio
 
+from piagent.audio.alsanames import AlsaOverlay, alsa_hw_name, alsa_pcm_to_wrap
+from piagent.audio.channels import Upmixer, describe_channels, downmix
 from piagent.audio.codecs import Samples
 from piagent.audio.levels import gain_q, scale_q
+from piagent.audio.portaudio import (
+    FALLBACK_RATES,
+    PORTAUDIO_LOCK,
+    PROBED_RATES,
+    SAMPLE_BYTES,
+    DeviceError,
+    DeviceInfo,
+    enumerate_devices,
+    format_devices,
+    list_devices,
+    negotiate_format,
+    negotiate_rate,
+    portaudio_access,
+    probe_channels,
+    resolve_device,
+    supports,
+)
 from piagent.config import AudioInputConfig, AudioOutputConfig
-from piagent.errors import PiagentError
 
 __all__ = [
     "FALLBACK_RATES",
@@ -76,50 +103,25 @@ __all__ = [
     "alsa_hw_name",
     "format_devices",
     "list_devices",
+    "negotiate_format",
     "negotiate_rate",
     "resolve_device",
 ]
 
 logger = logging.getLogger(__name__)
 
-# Tried in this order when neither the config nor the device's default rate settles it.
-FALLBACK_RATES: Final = (48000, 44100, 32000, 22050, 16000, 8000)
-# The rates ``piagent devices`` reports for each direction.
-PROBED_RATES: Final = (8000, 11025, 16000, 22050, 32000, 44100, 48000)
-
-_FORMAT: Final = pyaudio.paInt16  # mono int16 everywhere; conversions happen in piagent
-_SAMPLE_BYTES: Final = 2
+_FORMAT: Final = pyaudio.paInt16
 _FULL_SCALE: Final = 32767  # |sample| >= this counts as clipped
 _LOCK_TIMEOUT_S: Final = 0.25  # how long the loop waits for a closing thread to let go
-_PROC_ASOUND_CARDS: Final = Path("/proc/asound/cards")
+# What a warning about a missing or failing device tells the user to do.
+_ADVICE: Final = (
+    "check that it is connected and not used by another program (`piagent devices` lists "
+    "what PortAudio sees)"
+)
 
-# Serialises PortAudio's process-wide state (its initialisation count and list of open
-# streams) between the event loop and the threads that close streams.
-_PORTAUDIO_LOCK = threading.Lock()
-
-
-class DeviceError(PiagentError):
-    """An audio device cannot be found, does not accept the format, or failed to open.
-
-    The message says what exists or what the device accepts, so the config can be fixed.
-    """
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    """One PortAudio device. Rates are only filled in by :func:`list_devices`."""
-
-    index: int  # PortAudio device index (changes when devices come and go)
-    name: str  # PortAudio's name, e.g. "USB Audio Device: - (hw:1,0)" or an ALSA PCM name
-    input_channels: int
-    output_channels: int
-    default_rate: int  # Hz
-    input_rates: tuple[int, ...] = ()  # those of PROBED_RATES accepted as mono int16 capture
-    output_rates: tuple[int, ...] = ()  # the same for playback
-
-    def channels(self, *, is_input: bool) -> int:
-        """Channel count in one direction."""
-        return self.input_channels if is_input else self.output_channels
+# piagent's ALSA configuration for the devices of this process (see alsanames): devices
+# define their PCM when constructed and install it before each PyAudio().
+_OVERLAY = AlsaOverlay()
 
 
 class SampleSource(Protocol):
@@ -135,245 +137,12 @@ class SampleSource(Protocol):
 
 
 # ----------------------------------------------------------------------------------------------
-# PortAudio access: one caller at a time, with its start-up noise sent to /dev/null
-
-
-@contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Point fd 2 at /dev/null for the duration (PortAudio/ALSA/JACK print there directly)."""
-    with contextlib.suppress(AttributeError, ValueError, OSError):  # None or closed: fine
-        sys.stderr.flush()  # our own buffered text belongs to the real stderr
-    try:
-        saved = os.dup(2)
-    except OSError:  # no fd 2 at all: nothing to silence
-        yield
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-        finally:
-            os.close(devnull)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-@contextlib.contextmanager
-def _portaudio_access(timeout: float = -1) -> Iterator[None]:
-    """Hold ``_PORTAUDIO_LOCK`` (DeviceError after ``timeout`` s) with fd 2 silenced."""
-    if not _PORTAUDIO_LOCK.acquire(timeout=timeout):
-        raise DeviceError("PortAudio is busy closing another stream")
-    try:
-        with _stderr_silenced():
-            yield
-    finally:
-        _PORTAUDIO_LOCK.release()
-
-
-def _enumerate(pa: Any) -> list[DeviceInfo]:
-    devices = []
-    for index in range(pa.get_device_count()):
-        info: Mapping[str, Any] = pa.get_device_info_by_index(index)
-        devices.append(
-            DeviceInfo(
-                index=index,
-                name=str(info["name"]),
-                input_channels=int(info["maxInputChannels"]),
-                output_channels=int(info["maxOutputChannels"]),
-                default_rate=round(float(info["defaultSampleRate"])),
-            )
-        )
-    return devices
-
-
-def _supports(pa: Any, index: int, rate: int, *, is_input: bool) -> bool:
-    """Whether the device accepts mono int16 at ``rate`` (PyAudio raises ValueError if not)."""
-    if is_input:
-        args = {"input_device": index, "input_channels": 1, "input_format": _FORMAT}
-    else:
-        args = {"output_device": index, "output_channels": 1, "output_format": _FORMAT}
-    try:
-        return bool(pa.is_format_supported(rate, **args))
-    except ValueError:
-        return False
-
-
-def list_devices(rates: Sequence[int] = PROBED_RATES) -> list[DeviceInfo]:
-    """Every PortAudio device, with the ``rates`` each direction accepts as mono int16.
-
-    Probing opens each device, so a device in use by another program reports no rates.
-    """
-    with _portaudio_access():
-        pa = pyaudio.PyAudio()
-        try:
-            devices = []
-            for device in _enumerate(pa):
-                probe = functools.partial(_supports, pa, device.index)
-                devices.append(
-                    DeviceInfo(
-                        index=device.index,
-                        name=device.name,
-                        input_channels=device.input_channels,
-                        output_channels=device.output_channels,
-                        default_rate=device.default_rate,
-                        input_rates=tuple(
-                            r for r in rates if device.input_channels and probe(r, is_input=True)
-                        ),
-                        output_rates=tuple(
-                            r for r in rates if device.output_channels and probe(r, is_input=False)
-                        ),
-                    )
-                )
-            return devices
-        finally:
-            pa.terminate()
-
-
-def _khz(rates: Sequence[int]) -> str:
-    return " ".join(f"{rate / 1000:g}" for rate in rates) or "-"
-
-
-def format_devices(devices: Sequence[DeviceInfo]) -> str:
-    """A table for ``piagent devices``: one row per device, rates in kHz."""
-    header = ("index", "name", "in", "out", "default Hz", "input kHz", "output kHz")
-    rows = [header] + [
-        (
-            str(d.index),
-            d.name,
-            str(d.input_channels),
-            str(d.output_channels),
-            str(d.default_rate),
-            _khz(d.input_rates),
-            _khz(d.output_rates),
-        )
-        for d in devices
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    right = {0, 2, 3, 4}  # numbers
-    lines = [
-        "  ".join(
-            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ).rstrip()
-        for row in rows
-    ]
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------
-# Finding a device and its rate
-
-
-_ALSA_HW = re.compile(
-    r"(?:plug)?hw:(?:CARD=)?(?P<card>[^,\s]+)(?:,(?:DEV=)?(?P<dev>\d+))?", re.IGNORECASE
-)
-_CARD_LINE = re.compile(r"^\s*(?P<number>\d+)\s+\[(?P<id>[^\]]+?)\s*\]")
-
-
-def alsa_hw_name(name: str, cards: str | None = None) -> str | None:
-    """``hw:N,M`` for an ALSA hardware name, as PortAudio shows it: ``... (hw:N,M)``.
-
-    Takes ``hw:1``, ``hw:1,0``, ``plughw:CARD=Device,DEV=0`` and the like; a card given by its ID
-    is looked up in ``cards`` (the text of /proc/asound/cards, read when None). None when
-    ``name`` is not such a name or the card does not exist.
-    """
-    match = _ALSA_HW.fullmatch(name.strip())
-    if match is None:
-        return None
-    card, dev = match["card"], match["dev"] or "0"
-    if not card.isdigit():
-        if cards is None:
-            try:
-                cards = _PROC_ASOUND_CARDS.read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                return None
-        numbers = {
-            m["id"]: m["number"] for line in cards.splitlines() if (m := _CARD_LINE.match(line))
-        }
-        if card not in numbers:
-            return None
-        card = numbers[card]
-    return f"hw:{int(card)},{int(dev)}"
-
-
-def resolve_device(
-    devices: Sequence[DeviceInfo], wanted: str | int, *, is_input: bool, cards: str | None = None
-) -> DeviceInfo:
-    """The device ``wanted`` names, among those with channels in the wanted direction.
-
-    In order: an exact name (``default``, ``fakemic``); a unique name containing ``wanted``
-    (case-insensitive: ``USB``); an ALSA hardware name translated by :func:`alsa_hw_name`
-    (``plughw:CARD=Device,DEV=0`` finds ``... (hw:1,0)``); an index (an int, or a string of
-    digits). Raises DeviceError listing the candidates otherwise.
-    """
-    direction = "input" if is_input else "output"
-    usable = [d for d in devices if d.channels(is_input=is_input) > 0]
-    if isinstance(wanted, str):
-        exact = [d for d in usable if d.name == wanted]
-        if exact:
-            return exact[0]
-        needle = wanted.casefold()
-        partial = [d for d in usable if needle in d.name.casefold()]
-        if len(partial) == 1:
-            return partial[0]
-        if len(partial) > 1:
-            names = ", ".join(repr(d.name) for d in partial)
-            raise DeviceError(f"{direction} device {wanted!r} is ambiguous: it matches {names}")
-        hw = alsa_hw_name(wanted, cards)
-        if hw is not None:
-            hits = [d for d in usable if d.name.endswith(f"({hw})")]
-            if hits:
-                return hits[0]
-        if wanted.strip().isdigit():
-            wanted = int(wanted)
-    if isinstance(wanted, int):
-        for d in usable:
-            if d.index == wanted:
-                return d
-    known = "; ".join(f"{d.index}: {d.name!r}" for d in usable) or "none"
-    where = "exists but has no channels" if any(d.name == wanted for d in devices) else "not found"
-    raise DeviceError(
-        f"{direction} device {wanted!r} {where}; {direction} devices: {known} "
-        "(run `piagent devices`)"
-    )
-
-
-def negotiate_rate(
-    configured: int | None,
-    default_rate: int,
-    supports: Callable[[int], bool],
-    *,
-    device: str = "device",
-) -> int:
-    """The sample rate to open at: ``configured`` if given (DeviceError if the device refuses
-    it), else the device's ``default_rate`` if it accepts it, else the first of FALLBACK_RATES
-    it accepts. ``supports(rate)`` says whether the device takes mono int16 at ``rate``.
-    """
-    if configured is not None:
-        if supports(configured):
-            return configured
-        accepted = [r for r in PROBED_RATES if r != configured and supports(r)]
-        raise DeviceError(
-            f"{device} does not accept {configured} Hz (mono, 16-bit); it accepts: "
-            f"{', '.join(map(str, accepted)) or 'none of the usual rates'}"
-        )
-    for rate in (default_rate, *FALLBACK_RATES):
-        if rate > 0 and supports(rate):
-            return rate
-    raise DeviceError(
-        f"{device} accepts none of {', '.join(map(str, FALLBACK_RATES))} Hz (mono, 16-bit)"
-    )
-
-
-# ----------------------------------------------------------------------------------------------
 # What both devices share: open by name, watch, reopen with backoff, close off the loop
 
 
 def _close_portaudio(stream: Any, pa: Any, clean: bool) -> None:
     """Stop, close and terminate; runs in a closing thread (PortAudio releases the GIL)."""
-    with _PORTAUDIO_LOCK:
+    with PORTAUDIO_LOCK:
         steps: list[tuple[str, Callable[[], object]]] = []
         if stream is not None:
             if clean:  # let queued output play (at most a period or two)
@@ -405,8 +174,13 @@ class _Device:
     ) -> None:
         self._wanted = device
         self._rate = rate  # configured, then pinned by the first open: reopens keep it
+        self._channels: int | None = None  # negotiated at every open
         self._name = str(device)
         self._index: int | None = None
+        # An ALSA PCM string PortAudio cannot list is opened through piagent's alias of it.
+        self._pcm = alsa_pcm_to_wrap(device)
+        if self._pcm is not None:
+            _OVERLAY.define(self._pcm, is_input=self._is_input)
         self._stall_timeout = stall_timeout
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
@@ -442,6 +216,12 @@ class _Device:
         return self._rate
 
     @property
+    def channels(self) -> int | None:
+        """Channels of the device's stream (piagent mixes them to and from mono); None until
+        the first open."""
+        return self._channels
+
+    @property
     def healthy(self) -> bool:
         """True while the stream is open and audio is flowing through its callbacks."""
         return self._healthy
@@ -452,7 +232,8 @@ class _Device:
         return self._xruns
 
     def open(self) -> None:
-        """Find the device by name, negotiate the rate and start the stream (no-op if open).
+        """Find the device by name, negotiate channels and rate, start the stream (no-op if
+        open).
 
         Runs on the event loop's thread (blocking it for the few ms PortAudio takes); raises
         DeviceError when the device is missing, refuses the rate or fails to open.
@@ -460,21 +241,28 @@ class _Device:
         if self._stream is not None:
             return
         self._prepare()
-        with _portaudio_access(_LOCK_TIMEOUT_S):
+        with portaudio_access(_LOCK_TIMEOUT_S):
+            _OVERLAY.install()  # alsa-lib rereads it when PortAudio enumerates
             pa = pyaudio.PyAudio()
             try:
-                info = resolve_device(_enumerate(pa), self._wanted, is_input=self._is_input)
-                supports = functools.partial(_supports, pa, info.index, is_input=self._is_input)
-                rate = negotiate_rate(self._rate, info.default_rate, supports, device=info.name)
+                info = resolve_device(enumerate_devices(pa), self._wanted, is_input=self._is_input)
+                name = self._pcm if self._pcm is not None else info.name
+                channels, rate = negotiate_format(
+                    self._rate,
+                    info.default_rate,
+                    probe_channels(info, is_input=self._is_input),
+                    functools.partial(supports, pa, info.index, is_input=self._is_input),
+                    device=name,
+                )
                 period = self._period_frames(rate)
                 self._generation += 1
                 self._callbacks = self._flagged_run = 0
                 self._failure = None
-                self._start(rate)
+                self._start(rate, channels)
                 direction = "input" if self._is_input else "output"
                 stream = pa.open(
                     rate=rate,
-                    channels=1,
+                    channels=channels,
                     format=_FORMAT,
                     frames_per_buffer=period,
                     stream_callback=functools.partial(self._callback, self._generation),
@@ -487,7 +275,8 @@ class _Device:
                 pa.terminate()
                 raise
         self._pa, self._stream = pa, stream
-        self._rate, self._name, self._index = rate, info.name, info.index
+        self._rate, self._channels = rate, channels
+        self._name, self._index = name, info.index
         if self._outage_since is None and not self._ever_opened:
             logger.info("%s open: %s", self._kind.capitalize(), self._describe())
         else:
@@ -553,7 +342,7 @@ class _Device:
     def _prepare(self) -> None:
         """Before opening, on the loop's thread."""
 
-    def _start(self, rate: int) -> None:
+    def _start(self, rate: int, channels: int) -> None:
         """Just before the stream starts: reset per-stream state."""
 
     def _on_down(self) -> None:
@@ -621,7 +410,13 @@ class _Device:
 
     def _describe(self) -> str:
         period_ms = 1000 * self._period_frames(self.rate) / self.rate
-        return f"{self._name!r} (index {self._index}), {self.rate} Hz, period {period_ms:g} ms"
+        where = f"index {self._index}" if self._pcm is None else f"as PortAudio's {self._alias}"
+        channels = describe_channels(self._channels or 1)
+        return f"{self._name!r} ({where}), {self.rate} Hz, {channels}, period {period_ms:g} ms"
+
+    @property
+    def _alias(self) -> str:
+        return "piagent_input" if self._is_input else "piagent_output"
 
     def _confirm(self, now: float) -> None:
         self._healthy = True
@@ -641,16 +436,20 @@ class _Device:
             self._outage_since = asyncio.get_running_loop().time()
         if self._healthy:
             logger.warning(
-                "%s %r lost: %s; reopening %r",
+                "%s %r lost: %s; reopening %r until it returns: %s",
                 self._kind.capitalize(),
                 self._name,
                 reason,
                 self._wanted,
+                _ADVICE,
             )
             self._outage_logged = True
         elif not self._outage_logged:
             logger.warning(
-                "%s %r unavailable: %s; retrying", self._kind.capitalize(), self._wanted, reason
+                "%s %r unavailable: %s; retrying until it opens",
+                self._kind.capitalize(),
+                self._wanted,
+                reason,
             )
             self._outage_logged = True
         else:
@@ -742,6 +541,7 @@ class Microphone(_Device):
         self._queue_frames = queue_frames
         self._readable = asyncio.Event()  # a frame arrived, or the device went down
         self._pending = bytearray()  # captured bytes short of a whole frame
+        self._stream_channels = 1  # of the open stream: captured frames are downmixed
         self._loop: asyncio.AbstractEventLoop | None = None
         self._silence_next: float | None = None  # loop time the next silence frame is due
         self._overruns = 0
@@ -797,8 +597,9 @@ class Microphone(_Device):
     def _period_frames(self, rate: int) -> int:
         return rate * self._chunk_ms // 1000
 
-    def _start(self, rate: int) -> None:
+    def _start(self, rate: int, channels: int) -> None:
         self._pending.clear()
+        self._stream_channels = channels
 
     def _on_down(self) -> None:
         self._pending.clear()
@@ -825,11 +626,12 @@ class Microphone(_Device):
         self._callbacks += 1
         self._count_status(status)
         self._pending += data
-        size = self.frame_samples * _SAMPLE_BYTES
+        channels = self._stream_channels
+        size = self.frame_samples * channels * SAMPLE_BYTES
         while len(self._pending) >= size:
             chunk = bytes(self._pending[:size])
             del self._pending[:size]
-            wide = np.frombuffer(chunk, dtype="<i2").astype(np.int32)
+            wide = downmix(np.frombuffer(chunk, dtype="<i2"), channels)  # int32, a new array
             if self._gain is not None:
                 scale_q(wide, *self._gain)
                 np.clip(wide, -32768, 32767, out=wide)
@@ -888,6 +690,7 @@ class Speaker(_Device):
         self._source = source
         self._wake = asyncio.Event()  # the device went down, or a source was assigned
         self._wake.set()
+        self._upmixer = Upmixer(1)  # replaced for each stream, before its callbacks start
 
     @property
     def source(self) -> SampleSource | None:
@@ -926,6 +729,9 @@ class Speaker(_Device):
     def _on_down(self) -> None:
         self._wake.set()
 
+    def _start(self, rate: int, channels: int) -> None:
+        self._upmixer = Upmixer(channels, self._period_frames(rate))
+
     def _period_frames(self, rate: int) -> int:
         return max(1, rate * self._period_ms // 1000)
 
@@ -933,7 +739,8 @@ class Speaker(_Device):
         self, generation: int, data: bytes | None, frames: int, time_info: object, status: int
     ) -> tuple[bytes | None, int]:
         # PortAudio's thread: cheap, never blocks, touches nothing but counters.
-        silence = bytes(frames * _SAMPLE_BYTES)
+        upmixer = self._upmixer
+        silence = upmixer.silence(frames)
         if generation != self._generation:
             return silence, pyaudio.paAbort
         self._callbacks += 1
@@ -949,4 +756,4 @@ class Speaker(_Device):
         except Exception as exc:  # reported on the loop, as a device failure
             self._failure = f"the source failed: {exc!r}"
             return silence, pyaudio.paAbort
-        return samples.astype("<i2", copy=False).tobytes(), pyaudio.paContinue
+        return upmixer.upmix(samples), pyaudio.paContinue

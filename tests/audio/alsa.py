@@ -13,14 +13,24 @@ read the configuration once). The devices PortAudio then lists:
     fake48k   fakemic/null, but opens at 48000 Hz only (a plug whose rate converter does not
               exist: any other rate fails, printing ALSA errors on stderr); default rate 48000.
     fake22k   the same at 22050 Hz only.
+    stereomic capture reads $FAKE_STEREO_MIC_FILE (raw S16_LE, 2 channels interleaved; default
+              /dev/zero); 2 channels only: ``arecord -c 1`` fails (a ``type multi`` of two
+              1-channel null slaves under a file plugin, with no plug in between).
+    stereospk playback writes $FAKE_STEREO_SPK_FILE (2 channels interleaved); 2 channels only.
     default   capture from fakemic, playback to fakespk.
 
-Every PCM accepts any rate and channel count except fake48k and fake22k; the default rate
-PortAudio reports for the others is 44100. There is no clock: streams run as fast as the CPU
-allows. :class:`Fifo` gives the card one: capture from a FIFO blocks once the bytes written
-into it are used up, playback into one blocks once the pipe is full, until the test writes or
-reads more. (PortAudio cannot close a stream whose thread is blocked on a FIFO: write, read or
-``close()`` the FIFO first.)
+Not listed by PortAudio, as a real system's arguments-taking PCMs (plughw:, sysdefault:):
+
+    plug:PCM  ALSA's own plug plugin over PCM (the real alsa.conf defines it the same way).
+    latespk   playback to the PCM named by $FAKE_LATE_SPK; fails to open while it is unset (a
+              card not plugged in yet): PortAudio then leaves it out.
+
+Every PCM accepts any rate and channel count except fake48k, fake22k (one rate) and the
+stereo ones (two channels); the default rate PortAudio reports is 44100 but for fake48k/22k.
+There is no clock: streams run as fast as the CPU allows. :class:`Fifo` gives the card one:
+capture from a FIFO blocks once the bytes written into it are used up, playback into one
+blocks once the pipe is full, until the test writes or reads more. (PortAudio cannot close a
+stream whose thread is blocked on a FIFO: write, read or ``close()`` the FIFO first.)
 """
 
 from __future__ import annotations
@@ -61,9 +71,44 @@ pcm.fake22k {
     slave { pcm "fakemic"; rate 22050 }
     rate_converter "piagent_test_no_such_converter"
 }
+pcm.stereomic {
+    type file
+    slave.pcm {
+        type multi  # two 1-channel slaves: exactly 2 channels, no conversion in between
+        slaves.a { pcm { type null }; channels 1 }
+        slaves.b { pcm { type null }; channels 1 }
+        bindings.0 { slave a; channel 0 }
+        bindings.1 { slave b; channel 0 }
+    }
+    format "raw"
+    file "/dev/null"
+    infile { @func getenv vars [ FAKE_STEREO_MIC_FILE ] default "/dev/zero" }
+}
+pcm.stereospk {
+    type file
+    slave.pcm {
+        type multi  # two 1-channel slaves: exactly 2 channels, no conversion in between
+        slaves.a { pcm { type null }; channels 1 }
+        slaves.b { pcm { type null }; channels 1 }
+        bindings.0 { slave a; channel 0 }
+        bindings.1 { slave b; channel 0 }
+    }
+    format "raw"
+    file { @func getenv vars [ FAKE_STEREO_SPK_FILE ] default "/dev/null" }
+}
+pcm.latespk {
+    type asym
+    playback.pcm { @func getenv vars [ FAKE_LATE_SPK ] default "piagent_test_absent" }
+}
+pcm.plug {
+    @args [ SLAVE ]
+    @args.SLAVE { type string }
+    type plug
+    slave.pcm $SLAVE
+}
 """
 
-FAKE_DEVICES = ("fakemic", "fakespk", "fake48k", "fake22k", "default")
+FAKE_DEVICES = ("fakemic", "fakespk", "fake48k", "fake22k", "stereomic", "stereospk", "default")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +118,8 @@ class FakeCard:
     config: Path
     mic_file: Path
     spk_file: Path
+    stereo_mic_file: Path = Path("/dev/zero")
+    stereo_spk_file: Path = Path(os.devnull)
 
     def env(self) -> dict[str, str]:
         """The variables that select this card and its files."""
@@ -80,6 +127,8 @@ class FakeCard:
             "ALSA_CONFIG_PATH": str(self.config),
             "FAKE_MIC_FILE": str(self.mic_file),
             "FAKE_SPK_FILE": str(self.spk_file),
+            "FAKE_STEREO_MIC_FILE": str(self.stereo_mic_file),
+            "FAKE_STEREO_SPK_FILE": str(self.stereo_spk_file),
         }
 
     def apply(self, environ: MutableMapping[str, str] | None = None) -> None:
@@ -92,11 +141,13 @@ def write_fake_card(
     *,
     mic_file: Path = Path("/dev/zero"),
     spk_file: Path = Path(os.devnull),
+    stereo_mic_file: Path = Path("/dev/zero"),
+    stereo_spk_file: Path = Path(os.devnull),
 ) -> FakeCard:
     """Write the fake card's configuration into ``directory`` (see the module docstring)."""
     config = directory / "asound.conf"
     config.write_text(ALSA_CONFIG, encoding="utf-8")
-    return FakeCard(config=config, mic_file=mic_file, spk_file=spk_file)
+    return FakeCard(config, mic_file, spk_file, stereo_mic_file, stereo_spk_file)
 
 
 class Fifo:

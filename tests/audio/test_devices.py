@@ -65,6 +65,12 @@ class Timings(TypedDict):
     backoff_max: float
 
 
+# What a loss warning ends with: the advice.
+RETURN = (
+    "until it returns: check that it is connected and not used by another program "
+    "(`piagent devices` lists what PortAudio sees)"
+)
+
 FAST: Timings = {"stall_timeout": 0.5, "backoff_initial": 0.2, "backoff_max": 1.0}
 
 
@@ -597,7 +603,7 @@ def test_capture_is_bit_exact_in_20ms_frames(card: FakeCard, rate: int, seconds:
     assert result["clipped"] == np.count_nonzero(np.abs(expected.astype(np.int32)) >= 32767)
     assert result["clipped"] > 0
     (info,) = child.messages("INFO")
-    assert info == f"Microphone open: 'fakemic' (index 0), {rate} Hz, period 20 ms"
+    assert info == f"Microphone open: 'fakemic' (index 0), {rate} Hz, mono, period 20 ms"
 
 
 @pytest.mark.timeout(60)
@@ -634,11 +640,11 @@ def test_microphone_absent_at_start_yields_silence_then_opens(card: FakeCard) ->
         "Microphone 'fakemic' unavailable: input device 'fakemic' exists but has no channels; "
         "input devices: "
     )
-    assert warning.endswith("(run `piagent devices`); retrying")
+    assert warning.endswith("(run `piagent devices`); retrying until it opens")
     assert any("still unavailable" in m for m in child.messages("DEBUG"))
     (info,) = child.messages("INFO")
     assert info.startswith("Microphone open after ")
-    assert info.endswith(": 'fakemic' (index 0), 48000 Hz, period 20 ms")
+    assert info.endswith(": 'fakemic' (index 0), 48000 Hz, mono, period 20 ms")
 
 
 @pytest.mark.timeout(60)
@@ -655,7 +661,7 @@ def test_playback_is_bit_exact(card: FakeCard) -> None:
     assert at >= 0 and at % 2 == 0
     assert not any(played[:at])  # only the silence PortAudio writes first
     (info,) = child.messages("INFO")
-    assert info == "Speaker open: 'fakespk' (index 1), 48000 Hz, period 20 ms"
+    assert info == "Speaker open: 'fakespk' (index 1), 48000 Hz, mono, period 20 ms"
 
 
 @pytest.mark.timeout(60)
@@ -701,9 +707,13 @@ def test_rate_negotiation_and_device_resolution(plain_card: FakeCard) -> None:
     assert len(infos) == len(opened)
     index = child.result["indexes"]
     assert (
-        infos[0] == f"Microphone open: 'fakemic' (index {index['fakemic']}), 48000 Hz, period 20 ms"
+        infos[0]
+        == f"Microphone open: 'fakemic' (index {index['fakemic']}), 48000 Hz, mono, period 20 ms"
     )
-    assert infos[3] == f"Speaker open: 'fake22k' (index {index['fake22k']}), 22050 Hz, period 20 ms"
+    assert (
+        infos[3]
+        == f"Speaker open: 'fake22k' (index {index['fake22k']}), 22050 Hz, mono, period 20 ms"
+    )
 
 
 @pytest.mark.timeout(60)
@@ -719,6 +729,16 @@ def test_list_devices_shows_the_fake_card_and_its_rates(plain_card: FakeCard) ->
     assert found["fake48k"]["default_rate"] == 48000
     assert found["fake22k"]["input_rates"] == [22050]
     assert found["fakemic"]["input_channels"] > 0
+    # Stereo-only PCMs: the rates are those with 2 channels (with 1, PortAudio would pad).
+    assert (found["stereomic"]["input_rates"], found["stereomic"]["input_rate_channels"]) == (
+        every,
+        2,
+    )
+    assert (found["stereospk"]["output_rates"], found["stereospk"]["output_rate_channels"]) == (
+        every,
+        2,
+    )
+    assert found["fakemic"]["input_rate_channels"] == 1
     lines = child.result["table"].splitlines()
     assert lines[0].split() == [
         "index",
@@ -779,13 +799,13 @@ def test_microphone_loss_yields_paced_silence_and_reopens_by_name(card: FakeCard
     # Reopened by name; the loss logged once with its reason, the return at INFO.
     assert (result["name"], result["rate"]) == ("fakemic", 48000)
     (warning,) = child.messages("WARNING")
-    assert warning == "Microphone 'fakemic' lost: no audio for 0.5 s; reopening 'fakemic'"
+    assert warning == f"Microphone 'fakemic' lost: no audio for 0.5 s; reopening 'fakemic' {RETURN}"
     retries = [m for m in child.messages("DEBUG") if "still unavailable" in m]
     assert retries and all("'fakemic' exists but has no channels" in m for m in retries)
     infos = child.messages("INFO")
     assert len(infos) == 2
     assert infos[1].startswith("Microphone back after ")
-    assert infos[1].endswith(": 'fakemic' (index 0), 48000 Hz, period 20 ms")
+    assert infos[1].endswith(": 'fakemic' (index 0), 48000 Hz, mono, period 20 ms")
 
 
 @pytest.mark.timeout(60)
@@ -798,7 +818,7 @@ def test_speaker_loss_blocks_nothing_and_reopens_by_name(card: FakeCard) -> None
     assert outage["max_lag"] < 0.15  # a blocked loop would show 0.25 s or more
     assert result["name"] == "fakespk"
     (warning,) = child.messages("WARNING")
-    assert warning == "Speaker 'fakespk' lost: no audio for 0.5 s; reopening 'fakespk'"
+    assert warning == f"Speaker 'fakespk' lost: no audio for 0.5 s; reopening 'fakespk' {RETURN}"
     retries = [m for m in child.messages("DEBUG") if "still unavailable" in m]
     assert len(retries) >= 2  # backoff: 0.2, 0.4, 0.8 s ... within the 1 s outage
     assert all(m == "Speaker 'fakespk' still unavailable: the stream stopped" for m in retries)
@@ -815,7 +835,8 @@ def test_speaker_source_failure_aborts_the_stream_and_it_is_reopened(card: FakeC
     assert child.result["healthy"] is True
     (warning,) = child.messages("WARNING")
     assert warning == (
-        "Speaker 'fakespk' lost: the source failed: RuntimeError('boom'); reopening 'fakespk'"
+        "Speaker 'fakespk' lost: the source failed: RuntimeError('boom'); reopening 'fakespk' "
+        + RETURN
     )
     assert child.messages("INFO")[-1].startswith("Speaker back after ")
 
@@ -845,6 +866,7 @@ DEVICES = [
     DeviceInfo(2, "USB Audio Device: - (hw:2,0)", 1, 0, 48000),
     DeviceInfo(3, "pulse", 32, 32, 44100),
     DeviceInfo(4, "default", 32, 32, 44100),
+    DeviceInfo(5, "piagent_input", 2, 0, 48000),  # piagent's alias of an ALSA PCM string
 ]
 CARDS = """\
  0 [Headphones     ]: bcm2835_headpho - bcm2835 Headphones
@@ -864,9 +886,11 @@ CARDS = """\
         ("Headphones", False, 0),  # substring
         ("usb audio device: - (hw:2", True, 2),  # substring, any case
         ("hw:1,0", True, 1),
-        ("plughw:CARD=Device,DEV=0", True, 1),  # ALSA's stable name
-        ("hw:CARD=Device_1", True, 2),
-        ("plughw:2,0", True, 2),
+        ("hw:1", True, 1),  # not ambiguous with (hw:1,1)
+        ("plughw:CARD=Device,DEV=0", True, 5),  # through piagent's alias: the plug kept
+        ("sysdefault:CARD=Device", True, 5),
+        ("hw:CARD=Device_1", True, 2),  # ALSA's stable name for the raw device
+        ("plughw:2,0", True, 5),
         (4, True, 4),
         ("4", False, 4),  # digits: an index, when no name contains them
         ("3", False, 0),  # ... but names come first: "bcm2835" contains "3"
@@ -887,14 +911,29 @@ def test_resolve_device_errors() -> None:
     assert "1: 'USB Audio Device: - (hw:1,0)'" in message and "4: 'default'" in message
     with pytest.raises(DeviceError, match="output device 2 not found; output devices: 0: "):
         resolve_device(DEVICES, 2, is_input=False, cards=CARDS)
-    with pytest.raises(DeviceError, match="'plughw:CARD=Nope,DEV=0' not found"):
-        resolve_device(DEVICES, "plughw:CARD=Nope,DEV=0", is_input=True, cards=CARDS)
+    # No alias for playback: the ALSA PCM could not be opened when PortAudio enumerated.
+    with pytest.raises(DeviceError) as caught:
+        resolve_device(DEVICES, "plughw:CARD=Nope,DEV=0", is_input=False, cards=CARDS)
+    assert str(caught.value) == (
+        "output device 'plughw:CARD=Nope,DEV=0': ALSA cannot open it for playback (sound "
+        "cards: 0 [Headphones], 1 [Device], 2 [Device_1]); check that its card is connected "
+        "and the name is right (`aplay -L` lists ALSA's names)"
+    )
+    with pytest.raises(DeviceError) as caught:
+        resolve_device(DEVICES, "hw:CARD=Nope,DEV=0", is_input=True, cards=CARDS)
+    assert str(caught.value) == (
+        "input device 'hw:CARD=Nope,DEV=0': its sound card does not exist (sound cards: "
+        "0 [Headphones], 1 [Device], 2 [Device_1]); check that it is connected "
+        "(run `piagent devices`)"
+    )
+    with pytest.raises(DeviceError, match=r"'hw:1,3': hw:1,3 is not listed \(sound cards"):
+        resolve_device(DEVICES, "hw:1,3", is_input=True, cards=CARDS)
     with pytest.raises(DeviceError, match=r"input devices: none \(run `piagent devices`\)$"):
         resolve_device([], "default", is_input=True, cards=CARDS)
 
 
 def test_alsa_hw_name() -> None:
-    assert alsa_hw_name("plughw:CARD=Device,DEV=0", CARDS) == "hw:1,0"
+    assert alsa_hw_name("hw:CARD=Device,DEV=0", CARDS) == "hw:1,0"
     assert alsa_hw_name("hw:Device_1", CARDS) == "hw:2,0"
     assert alsa_hw_name("hw:1", CARDS) == "hw:1,0"
     assert alsa_hw_name("hw:CARD=Gone", CARDS) is None
@@ -906,11 +945,13 @@ def test_format_devices_table() -> None:
     rows = [
         DeviceInfo(0, "fakemic", 128, 128, 44100, (8000, 11025, 48000), (48000,)),
         DeviceInfo(12, "USB Audio Device: - (hw:1,0)", 1, 0, 48000, (16000, 48000), ()),
+        DeviceInfo(13, "DAC: - (hw:2,0)", 0, 2, 48000, (), (48000,), output_rate_channels=2),
     ]
     assert format_devices(rows).splitlines() == [
         "index  name                           in  out  default Hz  input kHz    output kHz",
         "    0  fakemic                       128  128       44100  8 11.025 48  48",
         "   12  USB Audio Device: - (hw:1,0)    1    0       48000  16 48        -",
+        "   13  DAC: - (hw:2,0)                 0    2       48000  -            48 (2 ch)",
     ]
 
 
