@@ -79,6 +79,21 @@ def _build_parser() -> argparse.ArgumentParser:
         "piagent.service, through systemd-run, with its user, credentials and sandbox)",
     )
 
+    setup = sub.add_parser(
+        "setup",
+        help="pick the microphone and speaker, check the level, write them into the config",
+    )
+    setup.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)
+    setup.add_argument("--agent-id", metavar="ID", help="set agent.agent_id")
+    setup.add_argument("--server", metavar="URL", help="set agent.server (wss://...)")
+    setup.add_argument("--input", metavar="DEVICE", help="the microphone, instead of choosing")
+    setup.add_argument("--output", metavar="DEVICE", help="the speaker, instead of choosing")
+    setup.add_argument(
+        "--yes",
+        action="store_true",
+        help="never ask: the first hardware devices (USB first)",
+    )
+
     check = sub.add_parser("check-config", help="validate a config file (exit 78 if invalid)")
     check.add_argument(
         "path",
@@ -138,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_doctor(
             _path(args.config), as_json=args.json, here=args.here, out=sys.stdout, err=sys.stderr
         )
+    if args.command == "setup":
+        return _setup(args)
     if args.command == "sim":
         from piagent.sim.server import run_from_args
 
@@ -239,6 +256,23 @@ def _ctl(socket: str | None, config: str | None, words: Sequence[str]) -> int:
     else:
         socket_path = Path(socket)
     return run_ctl(socket_path, list(words), stdout=sys.stdout, stderr=sys.stderr)
+
+
+def _setup(args: argparse.Namespace) -> int:
+    """``piagent setup``: interactive when stdin is a terminal and --yes is not given."""
+    from piagent.config import config_path
+    from piagent.setup import Options, run_setup
+
+    options = Options(
+        config=config_path(args.config),
+        agent_id=args.agent_id,
+        server=args.server,
+        input=args.input,
+        output=args.output,
+        yes=args.yes,
+    )
+    ask = input if sys.stdin.isatty() and not args.yes else None
+    return run_setup(options, out=sys.stdout, err=sys.stderr, ask=ask)
 
 
 def _devices() -> int:
