@@ -85,3 +85,18 @@ def test_help_lists_every_public_command() -> None:
     for command in ("run", "check-config", "sim", "demo", "ctl", "devices", "voices", "doctor"):
         assert command in result.stdout
     assert piagent().returncode == 64
+
+
+def test_setup_and_doctor_show_their_options() -> None:
+    setup = piagent("setup", "--help")
+    assert setup.returncode == 0
+    for option in ("--config", "--agent-id", "--server", "--input", "--output", "--yes"):
+        assert option in setup.stdout
+    doctor = piagent("doctor", "--help")
+    assert doctor.returncode == 0 and "--here" in doctor.stdout and "--json" in doctor.stdout
+
+
+def test_setup_refuses_a_missing_config_with_78(tmp_path: Path) -> None:
+    result = piagent("setup", "--config", str(tmp_path / "absent.yaml"), "--yes")
+    assert result.returncode == 78
+    assert "cannot read" in result.stderr

@@ -875,3 +875,9 @@ def test_without_systemd_doctor_runs_here(tmp_path: Path, sim: SimServer) -> Non
     code = run_doctor(write_config(tmp_path, sim), as_json=False, out=out, here=False, err=err)
     assert code == 0
     assert out.getvalue().endswith("all good\n")
+
+
+def test_the_readme_table_is_derived_from_the_one_list_of_checks() -> None:
+    from piagent.doctor.checks import markdown_table
+
+    assert markdown_table() in (ROOT / "README.md").read_text(encoding="utf-8")

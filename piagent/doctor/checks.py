@@ -66,7 +66,7 @@ from piagent.protocol.session import Ending, EndReason, ServerErrorEvent, classi
 from piagent.rest import RestError, get_signed_url, redact_url
 from piagent.transport import public_url
 
-__all__ = ["CHECKS", "CHECK_NAMES", "LIMITS", "CheckSpec", "run_checks"]
+__all__ = ["CHECKS", "CHECK_NAMES", "LIMITS", "CheckSpec", "markdown_table", "run_checks"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +171,13 @@ CHECK_NAMES: Final = tuple(spec.name for spec in CHECKS)
 # Seconds each check may take in all; a dict, so that a test can shorten one.
 LIMITS: Final = {spec.name: spec.limit for spec in CHECKS}
 _TIMEOUT_HINTS: Final = {spec.name: spec.on_timeout for spec in CHECKS}
+
+
+def markdown_table() -> str:
+    """The README's table of checks, derived from CHECKS (tests/test_doctor.py keeps the
+    README in step)."""
+    rows = [f"| {spec.name} | {spec.checks} |" for spec in CHECKS]
+    return "\n".join(["| check | what it checks |", "|---|---|", *rows]) + "\n"
 
 
 async def run_checks(path: Path | None = None) -> list[Check]:
