@@ -265,16 +265,17 @@ step=preflight
 # What the install needs from this system, checked before anything is changed: every problem
 # is named on its own line, then nothing is done.
 problems=()
+problem() { problems+=("$*"); }  # problem WORDS...: one line of the report
 if ! command -v dpkg >/dev/null || ! command -v dpkg-query >/dev/null \
     || ! command -v apt-get >/dev/null || ! command -v apt-cache >/dev/null; then
-    problems+=("not a Debian-based system (no dpkg or apt-get): piagent's installer needs" \
-        "Raspberry Pi OS or Debian, bookworm or later")
+    problem "not a Debian-based system (no dpkg or apt-get): piagent's installer needs" \
+        "Raspberry Pi OS or Debian, bookworm or later"
     arch="$(uname -m)"
 else
     arch="$(dpkg --print-architecture)"
     if [[ " $SUPPORTED_ARCHITECTURES " != *" $arch "* ]]; then
-        problems+=("unsupported architecture $arch ($(uname -m)): piagent supports" \
-            "${SUPPORTED_ARCHITECTURES// /, } (64-bit or 32-bit Raspberry Pi OS, or a PC)")
+        problem "unsupported architecture $arch ($(uname -m)): piagent supports" \
+            "${SUPPORTED_ARCHITECTURES// /, } (64-bit or 32-bit Raspberry Pi OS, or a PC)"
     fi
 fi
 # version_at_least A B: whether version A >= version B (Debian epochs and revisions ignored).
@@ -303,28 +304,28 @@ if [ -x "$(at "$VENV/bin/python")" ] || command -v "$python" >/dev/null; then
     python_version="$("$interpreter" -c 'import sys; print(*sys.version_info[:3], sep=".")' \
         2>/dev/null)" || python_version=""
     if [ -z "$python_version" ]; then
-        problems+=("$interpreter does not run (--python names another interpreter)")
+        problem "$interpreter does not run (--python names another interpreter)"
     elif ! version_at_least "$python_version" "$MIN_PYTHON"; then
-        problems+=("Python $python_version ($interpreter) is too old: piagent needs Python" \
-            ">= $MIN_PYTHON (Debian 12 bookworm, Raspberry Pi OS Bookworm, or later)")
+        problem "Python $python_version ($interpreter) is too old: piagent needs Python" \
+            ">= $MIN_PYTHON (Debian 12 bookworm, Raspberry Pi OS Bookworm, or later)"
     fi
 elif [ "$python" = /usr/bin/python3 ] && [ "${#problems[@]}" -eq 0 ]; then
     # A minimal Debian has no Python at all: apt installs it with python3-venv, if it is
     # recent enough.
     python_version="$(apt_version python3 candidate)"
     if [ -z "$python_version" ]; then
-        problems+=("no /usr/bin/python3, and apt has no python3 package (apt-get update?)")
+        problem "no /usr/bin/python3, and apt has no python3 package (apt-get update?)"
     elif ! version_at_least "$python_version" "$MIN_PYTHON"; then
-        problems+=("apt's python3 $python_version is too old: piagent needs Python" \
-            ">= $MIN_PYTHON (Debian 12 bookworm, Raspberry Pi OS Bookworm, or later)")
+        problem "apt's python3 $python_version is too old: piagent needs Python" \
+            ">= $MIN_PYTHON (Debian 12 bookworm, Raspberry Pi OS Bookworm, or later)"
     else
         python_version="$python_version, from apt"
     fi
 else
-    problems+=("no Python interpreter $python (--python)")
+    problem "no Python interpreter $python (--python)"
 fi
 if [ "${#problems[@]}" -gt 0 ]; then
-    for problem in "${problems[@]}"; do printf 'install.sh: error: %s\n' "$problem" >&2; done
+    for line in "${problems[@]}"; do printf 'install.sh: error: %s\n' "$line" >&2; done
     printf 'install.sh: nothing was changed\n' >&2
     exit 1
 fi

@@ -2,13 +2,16 @@
 systemctl: those are printed instead).
 
 Every step is the real one: the source is copied to /opt/piagent/src, a venv is created and
-piagent is built from that copy and installed into it (not editable). Only the dependencies
-are not downloaded and compiled again (numpy, scipy, PyAudio... would take minutes and need
-the network): the script's ``--pip-args "--no-deps --no-build-isolation"`` installs piagent
-alone, and PYTHONPATH lends the venv the dependencies this test session already has (its
-site-packages minus piagent itself and pip). That needs the build backend
-(setuptools>=68 and wheel) in this session's environment, as --no-build-isolation does.
+piagent is built from that copy and installed into it (not editable), then piagent.selfcheck
+imports everything the daemon imports. Only the dependencies are not installed again (apt is
+what brings them on a device): the script's ``--pip-args "--no-deps --no-build-isolation"``
+installs piagent alone, and PYTHONPATH lends the venv the dependencies this test session
+already has (its site-packages minus piagent itself and pip). That needs the build backend
+in this session's environment, as --no-build-isolation does: setuptools>=61, and wheel where
+setuptools is older than 70.1 (Debian bookworm's python3-wheel, on a device).
 The source is a copy taken once per module: the work tree may change while tests run.
+The preflight is driven with a fake interpreter (--python), a fake dpkg on PATH, or a PATH
+without dpkg and apt.
 """
 
 from __future__ import annotations
@@ -35,11 +38,12 @@ SOURCE_FILES = ("pyproject.toml", "README.md", "config.yaml.example", "piagent",
 
 def _has_build_backend() -> bool:
     try:
-        setuptools_major = int(importlib.metadata.version("setuptools").split(".")[0])
-        importlib.metadata.version("wheel")
+        setuptools = tuple(int(n) for n in importlib.metadata.version("setuptools").split(".")[:2])
+        if setuptools < (70, 1):  # before 70.1, setuptools builds wheels with wheel's command
+            importlib.metadata.version("wheel")
     except importlib.metadata.PackageNotFoundError:
         return False
-    return setuptools_major >= 68
+    return setuptools >= (61, 0)
 
 
 @dataclass(frozen=True)
@@ -103,12 +107,16 @@ def env(deps: Path) -> dict[str, str]:
     }
 
 
-def install(root: Path, *args: str, env: dict[str, str], source: Path) -> Run:
-    """Run the installer into root; the API key must never appear in its output."""
+def install(
+    root: Path, *args: str, env: dict[str, str], source: Path, python: str = sys.executable
+) -> Run:
+    """Run the installer into root, without a terminal on stdin (as the rig does); the API
+    key must never appear in its output."""
     command = [str(SCRIPT), "--root", str(root), "--source", str(source), *args]
-    command += ["--python", sys.executable, "--pip-args", PIP_ARGS]
+    command += ["--python", python, "--pip-args", PIP_ARGS]
     result = subprocess.run(
         command,
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=120,
@@ -186,7 +194,27 @@ def test_first_install_reports_every_step(installed: Path) -> None:
         assert f"would run: {command}" in out
     for next_step in ("/etc/piagent/config.yaml", "systemctl start piagent", "journalctl -u"):
         assert next_step in out
-    assert "piagent doctor" in out
+    assert "sudo piagent doctor" in out
+    assert "sudo -u piagent" not in out
+    assert out.startswith(f"preflight:   {_dpkg_architecture()}, Python ")
+    assert "selfcheck:   all " in out and " modules import" in out
+    assert "modules:     installed /etc/modules-load.d/piagent.conf" in out
+    assert "would run: modprobe snd" in out
+    # The fresh config gets piagent setup, non-interactively without a terminal; a source
+    # without the command (setup is newer than the installer) skips it.
+    (setup,) = [line for line in out.splitlines() if line.startswith("setup:")]
+    assert setup in (
+        "setup:       skipped (--no-system), would run: /opt/piagent/venv/bin/piagent setup"
+        " --config /etc/piagent/config.yaml --yes",
+        "setup:       skipped: this piagent has no 'setup' command yet;"
+        " edit /etc/piagent/config.yaml instead",
+    )
+
+
+def _dpkg_architecture() -> str:
+    return subprocess.run(
+        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_venv_runs_the_installed_copy_of_piagent(
@@ -248,9 +276,14 @@ def test_second_run_changes_nothing(
     run = install(root, env=env, source=source)
     assert run.returncode == 0, run.stdout + run.stderr
     assert snapshot(root) == before
-    for step in ("software", "link", "config", "api-key", "unit"):
+    for step in ("software", "link", "config", "api-key", "unit", "modules"):
         (line,) = run.lines(step)
         assert "already installed" in line, line
+    assert run.lines("setup") == [
+        "setup:       not needed (the config was there; --setup runs it: piagent setup)"
+    ]
+    (selfcheck,) = run.lines("selfcheck")  # checked again: a Debian package may have gone
+    assert selfcheck.endswith(" modules import")
 
 
 def test_an_edited_config_is_kept(
@@ -340,6 +373,8 @@ def test_uninstall_keeps_the_config_and_key(copy_of_installed: Path) -> None:
     assert not (root / "var/cache/piagent").exists()  # derived data, not the user's
     assert not (root / "etc/systemd/system/piagent.service").exists()
     assert not (root / "usr/local/bin/piagent").is_symlink()
+    assert not (root / "etc/modules-load.d/piagent.conf").exists()
+    assert (root / "etc/modules-load.d").is_dir()  # the system's directory stays
     assert (root / "etc/piagent/config.yaml").is_file()
     assert (root / "etc/piagent/api_key").read_text() == KEY + "\n"
     assert "would run: systemctl disable --now piagent.service" in run.stdout
@@ -347,7 +382,7 @@ def test_uninstall_keeps_the_config_and_key(copy_of_installed: Path) -> None:
     # Again: nothing left to remove, and that is fine.
     again = uninstall(root, "--uninstall")
     assert again.returncode == 0
-    for step in ("unit", "link", "software"):
+    for step in ("unit", "modules", "link", "software"):
         assert again.lines(step) == [f"{step + ':':<12} not installed"]
     assert again.lines("cache") == ["cache:       not present"]
 
@@ -391,6 +426,10 @@ def test_help_and_bad_options(tmp_path: Path) -> None:
         "--start",
         "--python",
         "--pip-args",
+        "--agent-id",
+        "--server",
+        "--setup",
+        "--no-setup",
         "--help",
     ):
         assert option in shown.stdout
@@ -399,9 +438,140 @@ def test_help_and_bad_options(tmp_path: Path) -> None:
     refused = script("--root", str(tmp_path / "r"), "--start")
     assert refused.returncode == 1
     assert "--start needs systemctl" in refused.stderr
+    conflict = script("--root", str(tmp_path / "r"), "--no-setup", "--agent-id", "agent_1")
+    assert conflict.returncode == 1
+    assert "drop --no-setup" in conflict.stderr
+    for removed in ("gcc", "python3-dev", "portaudio19-dev", "libsystemd-dev", "sox"):
+        assert removed not in shown.stdout.split(), removed
     wrong_source = script("--root", str(tmp_path / "r"), "--source", str(tmp_path))
     assert wrong_source.returncode == 1
     assert "is not a piagent source tree" in wrong_source.stderr
+
+
+def test_modules_load_d_loads_alsa_core_at_boot(installed: Path) -> None:
+    conf = installed / "etc/modules-load.d/piagent.conf"
+    assert mode(conf) == 0o644
+    lines = conf.read_text().splitlines()
+    assert [line for line in lines if not line.startswith("#")] == ["snd"]
+    assert any("char-alsa" in line for line in lines)  # the comment says why
+
+
+def test_agent_id_and_server_go_to_piagent_setup(
+    copy_of_installed: Path, env: dict[str, str], source: Path
+) -> None:
+    run = install(
+        copy_of_installed,
+        "--agent-id",
+        "agent_1",
+        "--server",
+        "ws://127.0.0.1:8765",
+        env=env,
+        source=source,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    (line,) = run.lines("setup")
+    assert line in (
+        "setup:       skipped (--no-system), would run: /opt/piagent/venv/bin/piagent setup"
+        " --config /etc/piagent/config.yaml --agent-id agent_1 --server ws://127.0.0.1:8765"
+        " --yes",
+        "setup:       skipped: this piagent has no 'setup' command yet;"
+        " edit /etc/piagent/config.yaml instead",
+    )
+    again = install(copy_of_installed, "--no-setup", env=env, source=source)
+    assert again.lines("setup") == ["setup:       skipped (--no-setup)"]
+
+
+def test_a_failing_import_fails_the_install(
+    tmp_path: Path, env: dict[str, str], deps: Path, source: Path
+) -> None:
+    """The selfcheck runs in the new venv: PyAudio whose libportaudio is missing stops the
+    install, with the reason and the Debian package."""
+    if not _has_build_backend():
+        pytest.skip("building piagent offline needs setuptools>=61 (and wheel before 70.1)")
+    shadow = tmp_path / "shadow/pyaudio"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(
+        "raise ImportError('libportaudio.so.2: cannot open shared object file')\n"
+    )
+    broken = {**env, "PYTHONPATH": f"{shadow.parent}:{deps}"}
+    run = install(tmp_path / "root", env=broken, source=source)
+    assert run.returncode == 1
+    failed = [line for line in run.stderr.splitlines() if "FAILED" in line]
+    assert any(
+        "pyaudio" in line
+        and "libportaudio.so.2" in line
+        and "provided by the Debian package python3-pyaudio" in line
+        for line in failed
+    ), run.stderr
+    assert "install.sh: error: piagent does not import in /opt/piagent/venv" in run.stderr
+    assert not run.lines("link"), "the install went on after the failed selfcheck"
+
+
+def fake_tool(directory: Path, name: str, script: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    tool = directory / name
+    tool.write_text(f"#!/bin/sh\n{script}\n")
+    tool.chmod(0o755)
+
+
+def preflight(tmp_path: Path, env: dict[str, str], source: Path, **kwargs: str) -> Run:
+    root = tmp_path / "root"
+    run = install(root, env=env, source=source, **kwargs)
+    assert run.returncode == 1
+    assert run.stdout == ""
+    assert run.stderr.endswith("install.sh: nothing was changed\n")
+    assert not root.exists(), "the preflight changed something"
+    return run
+
+
+def test_preflight_refuses_an_old_python(tmp_path: Path, env: dict[str, str], source: Path) -> None:
+    fake_tool(tmp_path / "bin", "python3.9", "echo 3.9.2")
+    python = str(tmp_path / "bin/python3.9")
+    run = preflight(tmp_path, env, source, python=python)
+    assert run.stderr.splitlines()[0] == (
+        f"install.sh: error: Python 3.9.2 ({python}) is too old: piagent needs Python >= 3.11"
+        " (Debian 12 bookworm, Raspberry Pi OS Bookworm, or later)"
+    )
+    missing = preflight(tmp_path, env, source, python=str(tmp_path / "nowhere/python3"))
+    assert f"no Python interpreter {tmp_path}/nowhere/python3 (--python)" in missing.stderr
+
+
+def test_preflight_refuses_an_unknown_architecture(
+    tmp_path: Path, env: dict[str, str], source: Path
+) -> None:
+    fake_tool(tmp_path / "bin", "dpkg", 'echo i386  # --print-architecture "$@"')
+    fake_tool(tmp_path / "bin", "python3.9", "echo 3.9.2")
+    path_env = {**env, "PATH": f"{tmp_path / 'bin'}:{env['PATH']}"}
+    run = preflight(tmp_path, path_env, source)
+    assert "install.sh: error: unsupported architecture i386 (" in run.stderr
+    assert "piagent supports arm64, armhf, amd64" in run.stderr
+    # Every problem is named, one line each.
+    both = preflight(tmp_path, path_env, source, python=str(tmp_path / "bin/python3.9"))
+    errors = both.stderr.splitlines()
+    assert len(errors) == 3, errors
+    assert "unsupported architecture i386" in errors[0]
+    assert "Python 3.9.2" in errors[1]
+
+
+def test_preflight_refuses_a_system_without_dpkg_and_apt(
+    tmp_path: Path, env: dict[str, str], source: Path
+) -> None:
+    """PATH holds every command but Debian's package tools."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    hidden = {"dpkg", "dpkg-query", "apt-get", "apt-cache"}
+    for directory in env["PATH"].split(os.pathsep):
+        if not Path(directory).is_dir():
+            continue
+        for tool in Path(directory).iterdir():
+            link = bin_dir / tool.name
+            if tool.name not in hidden and not link.exists() and os.access(tool, os.X_OK):
+                link.symlink_to(tool)
+    run = preflight(tmp_path, {**env, "PATH": str(bin_dir)}, source)
+    assert run.stderr.splitlines()[0] == (
+        "install.sh: error: not a Debian-based system (no dpkg or apt-get): piagent's"
+        " installer needs Raspberry Pi OS or Debian, bookworm or later"
+    )
 
 
 def test_script_syntax() -> None:
