@@ -17,6 +17,8 @@ read the configuration once). The devices PortAudio then lists:
               /dev/zero); 2 channels only: ``arecord -c 1`` fails (a ``type multi`` of two
               1-channel null slaves under a file plugin, with no plug in between).
     stereospk playback writes $FAKE_STEREO_SPK_FILE (2 channels interleaved); 2 channels only.
+              ``aplay`` plays through it, but a PortAudio callback stream stalls after its
+              first two periods (the multi plugin over clockless null slaves).
     default   capture from fakemic, playback to fakespk.
 
 Not listed by PortAudio, as a real system's arguments-taking PCMs (plughw:, sysdefault:):
