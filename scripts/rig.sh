@@ -76,9 +76,10 @@ customize() {
 # RECIPE-END
 
 recipe_key() {
+    # Comments and blank lines do not change the image.
     local release="$1"
-    { sed -n '/^# RECIPE-BEGIN/,/^# RECIPE-END/p' "${BASH_SOURCE[0]}"; echo "$release"; } \
-        | sha256sum | cut -c1-16
+    { sed -n '/^# RECIPE-BEGIN/,/^# RECIPE-END/p' "${BASH_SOURCE[0]}" \
+        | grep -v -E '^[[:space:]]*(#|$)'; echo "$release"; } | sha256sum | cut -c1-16
 }
 
 host_tools() {
@@ -117,7 +118,12 @@ build_image() {
     host_tools
     start=$(date +%s)
     log "building the $release arm64 image (recipe $key); about 10 minutes"
-    rm -rf "$dir"
+    # A build that was interrupted may have left /proc or /sys mounted in its tree: never
+    # delete across a mount point, and say so instead.
+    if [ -d "$dir/root" ] && findmnt -rn -o TARGET | grep -q "^$dir/root"; then
+        die "$dir/root has file systems mounted in it (an interrupted build?): unmount them"
+    fi
+    rm -rf --one-file-system "$dir"
     mkdir -p "$dir"
     tmp="$dir/root"
     ssh-keygen -q -t ed25519 -N '' -C piagent-rig -f "$dir/key"
@@ -137,7 +143,7 @@ build_image() {
     # A sparse 4 GB ext4 disk with the tree in it; the Python stack the installer adds takes
     # about 400 MB.
     mkfs.ext4 -q -L rigroot -d "$tmp" "$dir/base.img" 4G
-    rm -rf "$tmp"
+    rm -rf --one-file-system "$tmp"
     printf 'release=%s\nrecipe=%s\nbuilt=%s\nseconds=%s\n' "$release" "$key" "$(date -Is)" \
         "$(($(date +%s) - start))" >"$dir/complete"
     log "built $dir in $(($(date +%s) - start)) s"
@@ -273,13 +279,22 @@ cmd_status() {
     fi
 }
 
+# One rig command that builds or boots at a time (a second waits): two builds in one tree, or
+# two systems on one run directory, would wreck each other.
+lock_rig() {
+    mkdir -p "$CACHE"
+    exec 9>"$CACHE/lock"
+    flock 9
+}
+
 case "${1:-}" in
-    up) shift; cmd_up "$@" ;;
-    down) shift; cmd_down ;;
+    up) shift; lock_rig; cmd_up "$@" ;;
+    down) shift; lock_rig; cmd_down ;;
     run) shift; cmd_run "$@" ;;
     copy-in) shift; cmd_copy_in "$@" ;;
     build)
         shift
+        lock_rig
         rel=trixie
         [ "${1:-}" = --release ] && rel="${2:?}"
         build_image "$rel"
