@@ -1,0 +1,223 @@
+"""A conversation on real drivers: the daemon under systemd in the rig, its microphone and
+speaker on the snd-aloop card held at 48 kHz stereo by rigmic and rigspeaker (a fixed-format
+device: the daemon must negotiate two channels and downmix or upmix itself), the simulator on
+the host.
+
+- Speech played into the card reaches the simulator intact: what it received equals the
+  one-shot resampling of what was played, within 1 LSB.
+- The agent's reply recorded from the card equals the one-shot resampling of what the
+  simulator sent, within 1 LSB, on both channels.
+- A barge-in silences the speaker within one period of the press (plus what the card and the
+  ear buffer, measured and printed).
+- The card unplugged and plugged back mid-conversation (the loopback's platform device unbound
+  and bound again, as a USB card's removal looks to ALSA) is survived without a restart.
+- A card that appears after the start (snd-aloop loaded later) is opened without a restart,
+  while the watchdog stays fed; status and logs say what is missing meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from piagent.audio.codecs import decode_audio
+from piagent.protocol.messages import Audio, AudioFormat
+from piagent.sim.agent import AgentDefinition
+from piagent.sim.server import SimServer
+from tests.audio.test_chain import locate, one_shot, speech_like
+from tests.rig.conftest import CARD_CHANNELS, CARD_RATE, Rig, daemon_config
+
+pytestmark = [pytest.mark.rig, pytest.mark.timeout(900)]
+
+SPEECH_S = 2.0
+LONG_TEXT = (
+    "This is a long answer from the agent, long enough for the user to interrupt it while "
+    "it plays through the speaker, one sentence after another, until somebody presses."
+)
+SPEAKER_RAW = "/var/lib/rigspeaker/speaker.raw"
+SPEAKER_IDX = "/var/lib/rigspeaker/speaker.idx"
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimServer]:
+    agents = [
+        # The parrot: answers every user turn, in pcm_24000 so the reply is resampled too.
+        AgentDefinition(agent_id="demo", first_message="", output_format=AudioFormat.PCM_24000),
+        AgentDefinition(agent_id="talker", first_message=LONG_TEXT),
+    ]
+    with SimServer(agents).run_in_thread() as server:
+        yield server
+
+
+def start(rig: Rig, config: dict[str, Any]) -> None:
+    rig.write_config(config)
+    rig.run("systemctl reset-failed piagent; systemctl restart piagent", timeout=300)
+    deadline = time.monotonic() + 120
+    while True:
+        status = rig.status()
+        devices = status["devices"]
+        if (
+            status["state"] == "ready"
+            and devices["input"]["healthy"]
+            and devices["output"]["healthy"]
+        ):
+            return
+        assert time.monotonic() < deadline, status
+        time.sleep(1)
+
+
+def press(rig: Rig, command: str = "press") -> int:
+    """Send a button command straight to the control socket; CLOCK_MONOTONIC (ns) just
+    before it was sent (``piagent ctl`` would add its own start-up to the measurement)."""
+    script = (
+        "import socket, time; s = socket.socket(socket.AF_UNIX); "
+        "s.connect('/run/piagent/control.sock'); t = time.monotonic_ns(); "
+        f's.sendall(b\'{{"command": "{command}", "args": []}}\\n\'); '
+        "assert b'\"ok\": true' in s.recv(4096); print(t)"
+    )
+    return int(rig.out(f'python3 -c "{script}"'))
+
+
+def play(rig: Rig, samples: np.ndarray, name: str) -> None:
+    """Queue mono int16 at the card's rate for rigmic, as stereo (the same on both)."""
+    stereo = np.repeat(samples.astype("<i2")[:, None], CARD_CHANNELS, axis=1)
+    rig.run(
+        f"cat > /run/rigmic/{name}.tmp && mv /run/rigmic/{name}.tmp /run/rigmic/{name}.raw",
+        input=stereo.tobytes(),
+    )
+
+
+def recording(rig: Rig, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """What rigspeaker recorded from byte ``offset`` on: (frames x channels int16, and for
+    each frame the CLOCK_MONOTONIC ns by which it had been read)."""
+    data = rig.read_bytes(SPEAKER_RAW, offset)
+    frames = np.frombuffer(data[: len(data) // 4 * 4], dtype="<i2").reshape(-1, CARD_CHANNELS)
+    index = np.array(
+        [[int(x) for x in line.split()] for line in rig.out(f"cat {SPEAKER_IDX}").splitlines()]
+    )
+    frame_offsets = offset + np.arange(len(frames)) * 4 + 4
+    at = np.searchsorted(index[:, 0], frame_offsets)
+    at = np.minimum(at, len(index) - 1)
+    return frames, index[at, 1]
+
+
+def speaker_size(rig: Rig) -> int:
+    return int(rig.out(f"stat -c %s {SPEAKER_RAW}"))
+
+
+def agent_audio(record: Any) -> np.ndarray:
+    chunks = [e for e in record.sent_events() if isinstance(e, Audio)]
+    fmt = AudioFormat.PCM_24000
+    return np.concatenate([decode_audio(c.audio, fmt) for c in chunks])
+
+
+def test_speech_reaches_the_simulator_and_the_reply_is_heard_bit_exact(
+    rig: Rig, sim: SimServer
+) -> None:
+    start(rig, daemon_config(sim.port))
+    status = rig.status()
+    print("devices:", status["devices"])
+    assert status["devices"]["input"]["rate"] == CARD_RATE
+    assert status["devices"]["output"]["rate"] == CARD_RATE
+    journal = rig.out("journalctl -u piagent --no-pager -o cat -n 100")
+    assert "2 channels" in journal, journal[-3000:]
+
+    fixture = speech_like(SPEECH_S, rate=CARD_RATE)
+    before = len(sim.conversations)
+    speaker_from = speaker_size(rig)
+    press(rig)
+    deadline = time.monotonic() + 60
+    while len(sim.conversations) == before:
+        assert time.monotonic() < deadline, "no conversation"
+        time.sleep(0.2)
+    record = sim.conversations[-1]
+    time.sleep(1.0)  # connected and streaming: what plays now is heard from its start
+    play(rig, fixture, "speech")
+    time.sleep(SPEECH_S + 1.5)
+    press(rig, "release")
+    deadline = time.monotonic() + 60
+    while not record.agent_turns:
+        assert time.monotonic() < deadline, "no answer"
+        time.sleep(0.5)
+    time.sleep(6)  # the answer plays out
+
+    # Uplink: the daemon captured 48 kHz stereo, downmixed it, sent pcm_16000.
+    sent = np.frombuffer(bytes(record.user_audio), dtype="<i2")
+    best: tuple[int, int] | None = None
+    for phase in range(3):  # where the speech began relative to the 3:1 decimation
+        reference = one_shot(np.concatenate([np.zeros(phase, np.int16), fixture]), 48000, 16000)
+        start_at = locate_16k(sent, reference)
+        if start_at < 0 or start_at + len(reference) > len(sent):
+            continue
+        got = sent[start_at : start_at + len(reference)]
+        diff = int(np.abs(got.astype(np.int32) - reference.astype(np.int32)).max())
+        if best is None or diff < best[0]:
+            best = (diff, phase)
+    print(f"uplink: {len(sent)} samples received, best match max diff {best} LSB")
+    assert best is not None and best[0] <= 1
+
+    # Downlink: pcm_24000 resampled to 48 kHz and upmixed to both channels.
+    heard, _ = recording(rig, speaker_from)
+    assert np.array_equal(heard[:, 0], heard[:, 1]), "the channels differ"
+    sent_audio = agent_audio(record)
+    expected = one_shot(sent_audio, 24000, 48000)
+    at = locate(heard[:, 0], expected)
+    got = heard[at : at + len(expected), 0]
+    n = min(len(got), len(expected))
+    diff = int(np.abs(got[:n].astype(np.int32) - expected[:n].astype(np.int32)).max())
+    print(f"downlink: {n} of {len(expected)} samples heard, max diff {diff} LSB")
+    assert n == len(expected)
+    assert diff <= 1
+
+
+def locate_16k(recording: np.ndarray, reference: np.ndarray) -> int:
+    """``locate`` at 16 kHz: where ``reference`` starts in ``recording``."""
+    from scipy import signal
+
+    first = int(np.argmax(np.abs(reference) > 1000))
+    template = reference[first : first + 1600].astype(np.float64)
+    score = signal.correlate(recording.astype(np.float64), template, mode="valid", method="fft")
+    return int(np.argmax(score)) - first
+
+
+def test_a_barge_in_silences_the_speaker_within_a_period(rig: Rig, sim: SimServer) -> None:
+    config = daemon_config(sim.port)
+    config["agent"]["agent_id"] = "talker"
+    start(rig, config)
+    speaker_from = speaker_size(rig)
+    press(rig)
+    press(rig, "release")  # the agent starts with its long first message
+    deadline = time.monotonic() + 60
+    while rig.status()["state"] != "speaking":
+        assert time.monotonic() < deadline, "the agent never spoke"
+        time.sleep(0.3)
+    time.sleep(2.0)
+    pressed_ns = press(rig)
+    time.sleep(3.0)
+    press(rig, "release")
+    frames, read_ns = recording(rig, speaker_from)
+    left = frames[:, 0].astype(np.int32)
+    after = read_ns >= pressed_ns
+    assert after.any()
+    first_after = int(np.argmax(after))
+    # The last sound the ear heard: every sample after it (to the end) is silent.
+    loud = np.flatnonzero(np.abs(left[first_after:]) > 0)
+    last_sound = first_after + (int(loud[-1]) if len(loud) else 0)
+    tail = left[last_sound + 1 :]
+    print(
+        f"sound before the press: {int(np.abs(left[:first_after]).max())}; "
+        f"silence from frame {last_sound + 1}, "
+        f"{(last_sound + 1 - first_after) / CARD_RATE * 1000:.1f} ms of audio after the press "
+        f"was read; read {(read_ns[min(last_sound + 1, len(read_ns) - 1)] - pressed_ns) / 1e6:.1f}"
+        " ms after the press was sent"
+    )
+    assert np.abs(left[:first_after]).max() > 1000, "nothing was playing before the press"
+    assert len(tail) > CARD_RATE, "less than a second recorded after the interruption"
+    played_after_ms = (last_sound + 1 - first_after) / CARD_RATE * 1000
+    # One period (20 ms) of the daemon's, plus what the loopback and the ear buffer: each
+    # holds at most 40 ms (the daemon's buffer and rigspeaker's --buffer-time).
+    assert played_after_ms <= 20 + 40 + 40
