@@ -44,15 +44,18 @@ close, terminate) between the loop and those closing threads; nothing else takes
 
 Each device has its own ``PyAudio`` instance, created anew for every (re)open so that PortAudio
 enumerates the devices again; PortAudio counts initialisations, so it only re-enumerates when no
-other instance is alive (a returning USB device keeps its name, usually its card number too;
-a device absent at the first enumeration only appears once no other device is open).
+other instance is alive (a returning USB device keeps its name, usually its card number too).
+A device missing while the other is open would therefore never be found: when the sound cards
+change, the other device pauses for a moment so that PortAudio enumerates anew (the rescans of
+``audio.supervisor``, which also owns the supervision both devices share: open by name, watch,
+reopen with backoff, close off the loop, ``healthy``, ``problem`` and ``when_health_changed``).
 
 PortAudio and ALSA print start-up noise (JACK probing, unusable PCMs) on file descriptor 2:
 fd 2 points at /dev/null while PortAudio initialises, probes and opens, and one INFO line per
 opened device is logged instead.
 
 Imports nothing from piagent but ``errors``, ``config`` and the ``audio`` modules ``codecs``,
-``levels``, ``channels``, ``alsanames`` and ``portaudio``; no I/O at import.
+``levels``, ``channels``, ``alsanames``, ``portaudio`` and ``supervisor``; no I/O at import.
 """
 
 from __future__ import annotations
@@ -60,36 +63,29 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
-import logging
-import threading
-from collections.abc import AsyncGenerator, Callable
-from typing import Any, ClassVar, Final, Protocol
+from collections.abc import AsyncGenerator
+from typing import Final, Protocol
 
 import numpy as np
 import pyaudio
 
-from piagent.audio.alsanames import AlsaOverlay, alsa_hw_name, alsa_pcm_to_wrap
-from piagent.audio.channels import Upmixer, describe_channels, downmix
+from piagent.audio.alsanames import alsa_hw_name
+from piagent.audio.channels import Upmixer, downmix
 from piagent.audio.codecs import Samples
 from piagent.audio.levels import gain_q, scale_q
 from piagent.audio.portaudio import (
     FALLBACK_RATES,
-    PORTAUDIO_LOCK,
     PROBED_RATES,
     SAMPLE_BYTES,
     DeviceError,
     DeviceInfo,
-    enumerate_devices,
     format_devices,
     list_devices,
     negotiate_format,
     negotiate_rate,
-    portaudio_access,
-    probe_channels,
     resolve_device,
-    supports,
 )
+from piagent.audio.supervisor import PortAudioDevice
 from piagent.config import AudioInputConfig, AudioOutputConfig
 
 __all__ = [
@@ -98,6 +94,7 @@ __all__ = [
     "DeviceError",
     "DeviceInfo",
     "Microphone",
+    "PortAudioDevice",
     "SampleSource",
     "Speaker",
     "alsa_hw_name",
@@ -108,24 +105,16 @@ __all__ = [
     "resolve_device",
 ]
 
-logger = logging.getLogger(__name__)
-
-_FORMAT: Final = pyaudio.paInt16
 _FULL_SCALE: Final = 32767  # |sample| >= this counts as clipped
-_LOCK_TIMEOUT_S: Final = 0.25  # how long the loop waits for a closing thread to let go
-# What a warning about a missing or failing device tells the user to do.
-_ADVICE: Final = (
-    "check that it is connected and not used by another program (`piagent devices` lists "
-    "what PortAudio sees)"
-)
-
-# piagent's ALSA configuration for the devices of this process (see alsanames): devices
-# define their PCM when constructed and install it before each PyAudio().
-_OVERLAY = AlsaOverlay()
 
 
 class SampleSource(Protocol):
-    """What a speaker plays: ``piagent.audio.playback.Playback`` is one."""
+    """What a speaker plays: ``piagent.audio.playback.Playback`` is one.
+
+    A source may also have an ``is_idle`` property (``Playback`` has), True while nothing is
+    queued to play: only then may a rescan pause the speaker (see ``audio.supervisor``). A
+    source without it is never interrupted.
+    """
 
     def read(self, n: int) -> Samples:
         """Exactly ``n`` int16 samples, silence where nothing plays.
@@ -137,364 +126,10 @@ class SampleSource(Protocol):
 
 
 # ----------------------------------------------------------------------------------------------
-# What both devices share: open by name, watch, reopen with backoff, close off the loop
-
-
-def _close_portaudio(stream: Any, pa: Any, clean: bool) -> None:
-    """Stop, close and terminate; runs in a closing thread (PortAudio releases the GIL)."""
-    with PORTAUDIO_LOCK:
-        steps: list[tuple[str, Callable[[], object]]] = []
-        if stream is not None:
-            if clean:  # let queued output play (at most a period or two)
-                steps.append(("stopping the stream", stream.stop_stream))
-            steps.append(("closing the stream", stream.close))  # aborts, joins PortAudio's thread
-        steps.append(("terminating PortAudio", pa.terminate))
-        for what, step in steps:
-            try:
-                step()
-            except OSError as exc:
-                logger.debug("%s: %s", what, exc)
-
-
-class _Device:
-    """The supervision both devices share; subclasses add the stream's direction and data."""
-
-    _kind: ClassVar[str]
-    _is_input: ClassVar[bool]
-
-    def __init__(
-        self,
-        device: str | int,
-        rate: int | None,
-        *,
-        stall_timeout: float,
-        backoff_initial: float,
-        backoff_max: float,
-        close_timeout: float,
-    ) -> None:
-        self._wanted = device
-        self._rate = rate  # configured, then pinned by the first open: reopens keep it
-        self._channels: int | None = None  # negotiated at every open
-        self._name = str(device)
-        self._index: int | None = None
-        # An ALSA PCM string PortAudio cannot list is opened through piagent's alias of it.
-        self._pcm = alsa_pcm_to_wrap(device)
-        if self._pcm is not None:
-            _OVERLAY.define(self._pcm, is_input=self._is_input)
-        self._stall_timeout = stall_timeout
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
-        self._close_timeout = close_timeout
-        self._pa: Any = None
-        self._stream: Any = None
-        self._generation = 0  # callbacks of older streams are ignored
-        self._callbacks = 0  # of the current stream (written by one thread only)
-        self._flagged_run = 0  # consecutive callbacks with PortAudio status flags
-        self._xruns = 0  # callbacks with status flags, in total
-        self._failure: str | None = None  # set by a callback that had to abort
-        self._healthy = False
-        self._ever_opened = False
-        self._ever_healthy = False
-        self._outage_since: float | None = None  # loop time the device went missing
-        self._outage_logged = False
-
-    # -- public ---------------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """PortAudio's name of the device once opened; the configured name before."""
-        return self._name
-
-    @property
-    def rate(self) -> int:
-        """Sample rate in Hz: configured, or negotiated by the first open and kept after."""
-        if self._rate is None:
-            raise DeviceError(
-                f"the {self._kind}'s rate is not known until it opens: call open() first, or "
-                f"configure audio.{'input' if self._is_input else 'output'}.rate"
-            )
-        return self._rate
-
-    @property
-    def channels(self) -> int | None:
-        """Channels of the device's stream (piagent mixes them to and from mono); None until
-        the first open."""
-        return self._channels
-
-    @property
-    def healthy(self) -> bool:
-        """True while the stream is open and audio is flowing through its callbacks."""
-        return self._healthy
-
-    @property
-    def xruns(self) -> int:
-        """Callbacks that arrived with PortAudio status flags (overflow or underflow)."""
-        return self._xruns
-
-    def open(self) -> None:
-        """Find the device by name, negotiate channels and rate, start the stream (no-op if
-        open).
-
-        Runs on the event loop's thread (blocking it for the few ms PortAudio takes); raises
-        DeviceError when the device is missing, refuses the rate or fails to open.
-        """
-        if self._stream is not None:
-            return
-        self._prepare()
-        with portaudio_access(_LOCK_TIMEOUT_S):
-            _OVERLAY.install()  # alsa-lib rereads it when PortAudio enumerates
-            pa = pyaudio.PyAudio()
-            try:
-                info = resolve_device(enumerate_devices(pa), self._wanted, is_input=self._is_input)
-                name = self._pcm if self._pcm is not None else info.name
-                channels, rate = negotiate_format(
-                    self._rate,
-                    info.default_rate,
-                    probe_channels(info, is_input=self._is_input),
-                    functools.partial(supports, pa, info.index, is_input=self._is_input),
-                    device=name,
-                )
-                period = self._period_frames(rate)
-                self._generation += 1
-                self._callbacks = self._flagged_run = 0
-                self._failure = None
-                self._start(rate, channels)
-                direction = "input" if self._is_input else "output"
-                stream = pa.open(
-                    rate=rate,
-                    channels=channels,
-                    format=_FORMAT,
-                    frames_per_buffer=period,
-                    stream_callback=functools.partial(self._callback, self._generation),
-                    **{direction: True, f"{direction}_device_index": info.index},
-                )
-            except (OSError, ValueError) as exc:
-                pa.terminate()
-                raise DeviceError(f"cannot open {self._kind} {self._wanted!r}: {exc}") from exc
-            except BaseException:
-                pa.terminate()
-                raise
-        self._pa, self._stream = pa, stream
-        self._rate, self._channels = rate, channels
-        self._name, self._index = name, info.index
-        if self._outage_since is None and not self._ever_opened:
-            logger.info("%s open: %s", self._kind.capitalize(), self._describe())
-        else:
-            logger.debug("%s reopened: %s; waiting for audio", self._kind, self._describe())
-        self._ever_opened = True
-
-    def close(self) -> None:
-        """Stop and close the stream and terminate PortAudio (waits up to ``close_timeout``)."""
-        stream, pa, clean = self._detach()
-        if pa is None:
-            return
-        closer = threading.Thread(
-            target=_close_portaudio,
-            args=(stream, pa, clean),
-            name=f"piagent-{self._kind}-close",
-            daemon=True,
-        )
-        closer.start()
-        closer.join(self._close_timeout)
-        if closer.is_alive():
-            logger.warning(
-                "%s %r did not close within %g s; abandoning it",
-                self._kind,
-                self._name,
-                self._close_timeout,
-            )
-
-    async def run(self) -> None:
-        """Own the device: open it, watch it, and reopen it by name whenever it fails.
-
-        Never returns and never raises for a device failure: each loss is logged once at
-        WARNING with its reason, reopen attempts follow with backoff (``backoff_initial``
-        doubling to ``backoff_max``) and the return is logged at INFO. Cancelling it closes
-        the stream and terminates PortAudio; it is safe to cancel at any await.
-        """
-        delay = self._backoff_initial
-        try:
-            while True:
-                if self._stream is None:
-                    try:
-                        self.open()
-                    except DeviceError as exc:
-                        self._note_failure(str(exc))
-                    except Exception as exc:  # a bug or a PortAudio surprise: keep going
-                        logger.exception("opening %s %r", self._kind, self._wanted)
-                        self._note_failure(f"unexpected error: {exc!r}")
-                    if self._stream is None:
-                        await asyncio.sleep(delay)
-                        delay = min(2 * delay, self._backoff_max)
-                        continue
-                reason = await self._watch()
-                if self._healthy:
-                    delay = self._backoff_initial  # a fresh outage starts the backoff again
-                self._note_failure(reason)
-                await self._close_in_thread()
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, self._backoff_max)
-        finally:
-            self.close()
-
-    # -- for subclasses -------------------------------------------------------------------
-
-    def _prepare(self) -> None:
-        """Before opening, on the loop's thread."""
-
-    def _start(self, rate: int, channels: int) -> None:
-        """Just before the stream starts: reset per-stream state."""
-
-    def _on_down(self) -> None:
-        """The stream is gone or failing."""
-
-    def _period_frames(self, rate: int) -> int:
-        raise NotImplementedError
-
-    def _callback(
-        self, generation: int, data: bytes | None, frames: int, time_info: object, status: int
-    ) -> tuple[bytes | None, int]:
-        raise NotImplementedError
-
-    def _count_status(self, status: int) -> None:
-        if status:
-            self._xruns += 1
-            self._flagged_run += 1
-        else:
-            self._flagged_run = 0
-
-    # -- internals ------------------------------------------------------------------------
-
-    def _detach(self) -> tuple[Any, Any, bool]:
-        """Forget the stream (its late callbacks are ignored) and hand it over for closing."""
-        stream, pa, clean = self._stream, self._pa, self._failure is None and self._healthy
-        self._stream = self._pa = None
-        self._generation += 1
-        self._healthy = False
-        self._on_down()
-        return stream, pa, clean
-
-    def _check(self) -> str | None:
-        """Why the open stream is failing, or None."""
-        if self._stream is None:
-            return "the stream was closed"
-        if self._failure is not None:
-            return self._failure
-        try:
-            active = self._stream.is_active()
-        except OSError as exc:
-            return f"PortAudio error: {exc}"
-        if not active:
-            return "the stream stopped"
-        period_s = self._period_frames(self.rate) / self.rate
-        if self._flagged_run * period_s > self._stall_timeout:
-            return f"overruns or underruns on every period for {self._stall_timeout:g} s"
-        return None
-
-    async def _watch(self) -> str:
-        """Watch the open stream until it fails; returns the reason. Confirms health first."""
-        loop = asyncio.get_running_loop()
-        seen, progress_at = 0, loop.time()  # callbacks count from 0 for each stream
-        while True:
-            await asyncio.sleep(min(0.1, self._stall_timeout / 4))
-            reason = self._check()
-            if reason is not None:
-                return reason
-            now = loop.time()
-            if self._callbacks != seen:
-                seen, progress_at = self._callbacks, now
-                if not self._healthy:
-                    self._confirm(now)
-            elif now - progress_at > self._stall_timeout:
-                return f"no audio for {self._stall_timeout:g} s"
-
-    def _describe(self) -> str:
-        period_ms = 1000 * self._period_frames(self.rate) / self.rate
-        where = f"index {self._index}" if self._pcm is None else f"as PortAudio's {self._alias}"
-        channels = describe_channels(self._channels or 1)
-        return f"{self._name!r} ({where}), {self.rate} Hz, {channels}, period {period_ms:g} ms"
-
-    @property
-    def _alias(self) -> str:
-        return "piagent_input" if self._is_input else "piagent_output"
-
-    def _confirm(self, now: float) -> None:
-        self._healthy = True
-        if self._outage_since is not None:
-            how = "back" if self._ever_healthy else "open"
-            away = now - self._outage_since
-            logger.info(
-                "%s %s after %.1f s: %s", self._kind.capitalize(), how, away, self._describe()
-            )
-        self._ever_healthy = True
-        self._outage_since = None
-        self._outage_logged = False
-
-    def _note_failure(self, reason: str) -> None:
-        """Log a loss once (WARNING), later failed attempts at DEBUG."""
-        if self._outage_since is None:
-            self._outage_since = asyncio.get_running_loop().time()
-        if self._healthy:
-            logger.warning(
-                "%s %r lost: %s; reopening %r until it returns: %s",
-                self._kind.capitalize(),
-                self._name,
-                reason,
-                self._wanted,
-                _ADVICE,
-            )
-            self._outage_logged = True
-        elif not self._outage_logged:
-            logger.warning(
-                "%s %r unavailable: %s; retrying until it opens",
-                self._kind.capitalize(),
-                self._wanted,
-                reason,
-            )
-            self._outage_logged = True
-        else:
-            logger.debug(
-                "%s %r still unavailable: %s", self._kind.capitalize(), self._wanted, reason
-            )
-        self._healthy = False
-        self._generation += 1  # what the failing stream still delivers is dropped
-        self._on_down()
-
-    async def _close_in_thread(self) -> None:
-        """Close off the loop, waiting at most ``close_timeout`` (cancel-safe)."""
-        stream, pa, clean = self._detach()
-        if pa is None:
-            return
-        loop = asyncio.get_running_loop()
-        closed = loop.create_future()
-
-        def finish() -> None:
-            if not closed.done():
-                closed.set_result(None)
-
-        def work() -> None:
-            _close_portaudio(stream, pa, clean)
-            with contextlib.suppress(RuntimeError):  # the loop may be closed by now
-                loop.call_soon_threadsafe(finish)
-
-        threading.Thread(target=work, name=f"piagent-{self._kind}-close", daemon=True).start()
-        try:
-            async with asyncio.timeout(self._close_timeout):
-                await asyncio.shield(closed)
-        except TimeoutError:
-            logger.warning(
-                "%s %r did not close within %g s; abandoning it",
-                self._kind,
-                self._name,
-                self._close_timeout,
-            )
-
-
-# ----------------------------------------------------------------------------------------------
 # The microphone
 
 
-class Microphone(_Device):
+class Microphone(PortAudioDevice):
     """Capture from an ALSA device as int16 mono frames of ``chunk_ms``, on the event loop.
 
     ``async for frame in mic.frames(): client.feed(frame)`` is the whole pump; run ``run()``
@@ -648,7 +283,7 @@ class Microphone(_Device):
 # The speaker
 
 
-class Speaker(_Device):
+class Speaker(PortAudioDevice):
     """Play through an ALSA device: PortAudio's thread pulls each period from ``source``.
 
     The period (``period_ms``, 20 by default) is what PortAudio asks for at a time; it bounds
@@ -707,8 +342,14 @@ class Speaker(_Device):
         """Seconds of audio PortAudio pulls per callback."""
         return self._period_frames(self.rate) / self.rate
 
+    def may_pause(self) -> bool:
+        """Only while nothing plays: no source, or one whose ``is_idle`` is True."""
+        source = self._source
+        return source is None or getattr(source, "is_idle", False) is True
+
     async def run(self) -> None:
-        """See ``_Device.run``; also drains ``source`` in real time while the device is down."""
+        """See ``PortAudioDevice.run``; also drains ``source`` in real time while the device
+        is down."""
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._drain_while_down())
             await super().run()

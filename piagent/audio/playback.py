@@ -195,6 +195,12 @@ class Playback:
         return self._queued > 0 or self._clock() < self._audible_until
 
     @property
+    def is_idle(self) -> bool:
+        """True when nothing would sound: no speech queued or still in the device, and no
+        earcon (the speaker may then pause for a moment, e.g. for a device rescan)."""
+        return not self.is_playing and not self._earcons
+
+    @property
     def queued_s(self) -> float:
         """Seconds of agent speech queued and not yet read."""
         return self._queued / self._rate

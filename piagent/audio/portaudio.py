@@ -1,11 +1,14 @@
 """PortAudio access shared by the devices and ``piagent devices``: one caller at a time, with
-PortAudio's start-up noise kept off stderr; enumeration; which formats a device accepts; the
-choice of channel count and rate; finding a device by the name the config gives; the table.
+PortAudio's start-up noise kept off stderr; the count of live PortAudio instances and whether
+the sound cards changed since PortAudio last enumerated them; enumeration; which formats a
+device accepts; the choice of channel count and rate; finding a device by the name the config
+gives; the table.
 
-Owns ``_PORTAUDIO_LOCK`` (PortAudio's initialisation count and stream list are process-wide),
-:class:`DeviceError`, :class:`DeviceInfo`, :func:`resolve_device`, :func:`negotiate_rate`,
+Owns ``PORTAUDIO_LOCK`` (PortAudio's initialisation count and stream list are process-wide),
+``PORTAUDIO_INSTANCES`` (:class:`Instances`), :func:`card_signature`, :class:`DeviceError`,
+:class:`DeviceInfo`, :func:`resolve_device`, :func:`negotiate_rate`,
 :func:`negotiate_format`, :func:`list_devices` and :func:`format_devices`. The streams
-themselves live in ``audio.devices``.
+themselves live in ``audio.devices`` and ``audio.supervisor``.
 
 Imports nothing from piagent but ``errors`` and the ``audio`` modules ``alsalib``,
 ``alsanames`` and ``channels``; no I/O at import.
@@ -20,6 +23,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import pyaudio
@@ -31,15 +35,19 @@ from piagent.audio.alsanames import (
     alsa_pcm_to_wrap,
     describe_cards,
     is_alsa_hw_name,
+    read_cards,
 )
 from piagent.audio.channels import channel_candidates, describe_channels
 from piagent.errors import PiagentError
 
 __all__ = [
     "FALLBACK_RATES",
+    "PORTAUDIO_INSTANCES",
     "PROBED_RATES",
     "DeviceError",
     "DeviceInfo",
+    "Instances",
+    "card_signature",
     "format_devices",
     "list_devices",
     "negotiate_format",
@@ -60,6 +68,8 @@ SAMPLE_BYTES: Final = 2
 # Serialises PortAudio's process-wide state (its initialisation count and list of open
 # streams) between the event loop and the threads that close streams.
 PORTAUDIO_LOCK = threading.Lock()
+
+_DEV_SND: Final = Path("/dev/snd")
 
 _HW_SUFFIX = re.compile(r"\((?P<hw>hw:\d+,\d+)\)$")
 
@@ -134,6 +144,71 @@ def portaudio_access(timeout: float = -1) -> Iterator[None]:
         PORTAUDIO_LOCK.release()
 
 
+# ----------------------------------------------------------------------------------------------
+# PortAudio instances, and whether what they enumerated is still the machine's sound cards
+
+
+def card_signature() -> str:
+    """What changes when a sound card comes or goes: the text of /proc/asound/cards and the
+    names of the PCM device nodes in /dev/snd (one small read and one directory listing)."""
+    try:
+        nodes = sorted(path.name for path in _DEV_SND.iterdir() if path.name.startswith("pcmC"))
+    except OSError:  # no ALSA in this system or container
+        nodes = []
+    return f"{read_cards() or ''}\n{' '.join(nodes)}"
+
+
+class Instances:
+    """The live ``PyAudio`` instances of this process, and the sound cards the first of them
+    saw.
+
+    PortAudio enumerates devices in ``Pa_Initialize`` and counts initialisations: a new
+    ``PyAudio()`` while another is alive lists the devices of the old enumeration, so a card
+    plugged in since is invisible until every instance has terminated. Every ``PyAudio`` of
+    piagent is made and ended here (with ``PORTAUDIO_LOCK`` held), so that ``live`` is that
+    count and :meth:`cards_changed` says whether a new enumeration would see something else.
+    ``signature`` is :func:`card_signature`; a test may replace it (the ALSA fake card changes
+    no file under /proc or /dev).
+    """
+
+    def __init__(self, signature: Callable[[], object] = card_signature) -> None:
+        self.signature = signature
+        self._live = 0
+        self._enumerated: object = None  # signature() just before the last real enumeration
+
+    @property
+    def live(self) -> int:
+        """PortAudio instances alive now (PortAudio's initialisation count)."""
+        return self._live
+
+    def create(self) -> Any:
+        """A new ``pyaudio.PyAudio()``; the caller holds ``PORTAUDIO_LOCK``."""
+        fresh = self._live == 0
+        # Read before PortAudio enumerates: a card that appears during it makes the next
+        # check report a change (one spare rescan) rather than hide it.
+        seen = self.signature() if fresh else None
+        pa = pyaudio.PyAudio()
+        self._live += 1
+        if fresh:
+            self._enumerated = seen
+        return pa
+
+    def terminate(self, pa: Any) -> None:
+        """``pa.terminate()``; the caller holds ``PORTAUDIO_LOCK``."""
+        try:
+            pa.terminate()
+        finally:
+            self._live -= 1
+
+    def cards_changed(self) -> bool:
+        """Whether the sound cards differ from those PortAudio enumerated while an instance is
+        alive (False when none is: the next ``create`` enumerates anew anyway)."""
+        return self._live > 0 and self.signature() != self._enumerated
+
+
+PORTAUDIO_INSTANCES = Instances()
+
+
 def enumerate_devices(pa: Any) -> list[DeviceInfo]:
     """PortAudio's devices, as it enumerated them when it initialised."""
     devices = []
@@ -183,7 +258,7 @@ def list_devices(rates: Sequence[int] = PROBED_RATES) -> list[DeviceInfo]:
     Probing opens each device, so a device in use by another program reports no rates.
     """
     with portaudio_access():
-        pa = pyaudio.PyAudio()
+        pa = PORTAUDIO_INSTANCES.create()
         try:
             devices = []
             for device in enumerate_devices(pa):
@@ -214,7 +289,7 @@ def list_devices(rates: Sequence[int] = PROBED_RATES) -> list[DeviceInfo]:
                 )
             return devices
         finally:
-            pa.terminate()
+            PORTAUDIO_INSTANCES.terminate(pa)
 
 
 def _khz(rates: Sequence[int], channels: int) -> str:
