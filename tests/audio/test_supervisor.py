@@ -223,6 +223,60 @@ def microphone_plugged_in_while_the_speaker_is_open(args: Json) -> Json:
     return asyncio.run(main())
 
 
+@scenarios
+def speaker_plugged_in_while_the_microphone_is_open(args: Json) -> Json:
+    """The microphone captures from fakemic; ``plug:latespk`` (piagent's ALSA alias) appears
+    later: the microphone pauses for one short gap, whenever, and resumes."""
+    rate = 16000
+    mic_fifo = Fifo(Path(os.environ["FAKE_MIC_FILE"]))
+    speaker_fifo = Fifo(Path(os.environ["FAKE_SPK_FILE"]))
+    PORTAUDIO_INSTANCES.signature = lambda: os.environ.get("FAKE_LATE_SPK")
+
+    async def main() -> Json:
+        mic = Microphone(AudioInputConfig(device="fakemic", rate=rate), **FAST)
+        speaker = Speaker(AudioOutputConfig(device="plug:latespk", rate=rate), None, **FAST)
+        mic_calls: list[Json] = []
+        recorder(mic_calls, mic)
+        output = bytearray()
+
+        async def consume() -> None:
+            async for _ in mic.frames():
+                pass
+
+        mic.open()
+        async with asyncio.TaskGroup() as tasks:
+            helpers = [
+                tasks.create_task(feed(mic_fifo, np.zeros(0, dtype=np.int16))),
+                tasks.create_task(mic.run()),
+                tasks.create_task(consume()),
+                tasks.create_task(speaker.run()),
+                tasks.create_task(drain(speaker_fifo, rate, output)),
+            ]
+            await wait_until(lambda: mic.healthy, "the microphone to open")
+            await asyncio.sleep(1.0)
+            absent = {"speaker": speaker.problem, "rescans": RESCANS.count}
+            os.environ["FAKE_LATE_SPK"] = "fakespk"  # the card is plugged in
+            loop = asyncio.get_running_loop()
+            plugged_at = loop.time()
+            await wait_until(lambda: speaker.healthy, "the speaker to open", 5.0)
+            speaker_after = loop.time() - plugged_at
+            await wait_until(lambda: mic.healthy, "the microphone to resume", 3.0)
+            result = {
+                "absent": absent,
+                "speaker_after": speaker_after,
+                "rescans": RESCANS.count,
+                "mic_calls": mic_calls[:],
+                "speaker_name": speaker.name,
+            }
+            mic_fifo.close()
+            speaker_fifo.close()
+            for task in helpers:
+                task.cancel()
+        return result
+
+    return asyncio.run(main())
+
+
 # ----------------------------------------------------------------------------------------------
 # Tests
 
@@ -298,6 +352,22 @@ def test_microphone_plugged_in_while_the_speaker_is_open_is_found(card: FakeCard
     assert any(i.startswith("Microphone open after ") for i in infos)
     (warning,) = child.messages("WARNING")  # the microphone's absence, once; nothing else
     assert warning.startswith("Microphone 'fakemic' unavailable: input device 'fakemic' exists")
+
+
+@pytest.mark.timeout(60)
+def test_speaker_plugged_in_while_the_microphone_is_open_is_found(card: FakeCard) -> None:
+    child = run_child(card, "speaker_plugged_in_while_the_microphone_is_open")
+    result = child.result
+    assert result["absent"] == {"speaker": "not found: plug:latespk", "rescans": 0}
+    assert result["speaker_after"] < 3.0
+    assert (result["rescans"], result["speaker_name"]) == (1, "plug:latespk")
+    paused = "paused: PortAudio is listing the devices again"
+    assert [(c["healthy"], c["problem"]) for c in result["mic_calls"]] == [
+        (True, None),
+        (False, paused),
+        (True, None),
+    ]
+    assert any(i.startswith("Speaker open after ") for i in child.messages("INFO"))
 
 
 def test_playback_is_idle_only_without_speech_or_earcons() -> None:
