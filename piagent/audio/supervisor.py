@@ -25,7 +25,9 @@ after a loss, then waits. Once no instance is alive, the missing device opens (a
 enumeration), and the holders reopen by name. A holder is only asked while it can spare a
 moment (the speaker while its source is idle; the microphone always: a rescan costs one
 short gap of captured audio, which ``Microphone.read`` fills with silence), and a rescan runs
-at most every ``Rescans.interval`` seconds (5). Everything here runs on the event loop.
+at most every ``Rescans.interval`` seconds (5). A pause lasts a fraction of a second (two
+closes and two opens); speech queued during it is drained as during a loss. ``healthy`` is
+False while paused (``problem`` says so). Everything here runs on the event loop.
 
 Imports nothing from piagent but the ``audio`` modules ``alsanames``, ``channels`` and
 ``portaudio``; no I/O at import.
