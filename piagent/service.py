@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from gpiozero.exc import GPIOZeroError
+
 from piagent.audio.devices import DeviceError, Microphone, Speaker
 from piagent.audio.earcons import EarconKind
 from piagent.audio.filtercache import FilterCache, cache_dir, prepare_filters, rate_pairs
@@ -197,13 +199,44 @@ class Daemon:
             sink=self.playback,
             tools=build_tools(config, self),
         )
-        gpio = config.gpio
-        factory = make_pin_factory(gpio.pin_factory, pwm=needs_pwm(gpio.leds))
-        self.leds = StatusLeds(gpio.leds, pin_factory=factory)
         self.controls = _EarconControls(self)
-        self.button: PushToTalk | None = None
-        if gpio.button.pin is not None:
-            self.button = PushToTalk(gpio.button, self.controls, pin_factory=factory)
+        self.gpio_problem: str | None = None
+        self.leds, self.button = self._build_gpio(config)
+
+    def _build_gpio(self, config: Config) -> tuple[StatusLeds, PushToTalk | None]:
+        """The LEDs and the button, on the configured pin factory or gpiozero's choice.
+
+        When the config names no factory and gpiozero finds none that works here (a board
+        gpiozero does not know, GPIO libraries missing), the daemon runs on without them: the
+        button and the LEDs are off, ``piagent ctl press`` still works, and the status says
+        why. A restart could not fix that, so it is not worth a crash and a restart loop. A
+        factory the config names and that fails is a config error (exit 78), as before."""
+        gpio = config.gpio
+        pwm = needs_pwm(gpio.leds)
+        factory = make_pin_factory(gpio.pin_factory, pwm=pwm)
+        try:
+            return self._gpio_devices(config, factory)
+        except GPIOZeroError as exc:
+            if factory is not None:
+                raise
+            self.gpio_problem = (
+                f"no GPIO pin factory works here ({type(exc).__name__}: {exc}): the button and "
+                "LEDs are off; on a Raspberry Pi install python3-lgpio (Raspberry Pi OS), or "
+                "set gpio.pin_factory (mock off a Pi); piagent ctl press still works"
+            )
+            logger.error("gpio: %s", self.gpio_problem)
+            return self._gpio_devices(config, make_pin_factory("mock", pwm=pwm))
+
+    def _gpio_devices(self, config: Config, factory: Any) -> tuple[StatusLeds, PushToTalk | None]:
+        leds = StatusLeds(config.gpio.leds, pin_factory=factory)
+        button = None
+        if config.gpio.button.pin is not None:
+            try:
+                button = PushToTalk(config.gpio.button, self.controls, pin_factory=factory)
+            except BaseException:
+                leds.close()
+                raise
+        return leds, button
 
     # -- state -------------------------------------------------------------------------------
 
@@ -236,6 +269,7 @@ class Daemon:
                 },
             },
             "leds": self.leds.describe(),
+            "gpio": {"ok": self.gpio_problem is None, "problem": self.gpio_problem},
             "muted": self.client.muted,
             "volume": round(self.playback.volume, 3),
             "turns": client.turns,

@@ -23,6 +23,7 @@ set -euo pipefail
 RIG_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${PIAGENT_RIG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/piagent-rig}"
 RUN_DIR="$CACHE/run"
+SIM_FROM_GUEST=ws://10.0.2.2:8765  # `piagent sim` on the host, through qemu's user network
 MEMORY="${PIAGENT_RIG_MEMORY:-1024}"  # MB; a Pi Zero 2 W has 512, a Pi 3/4 1024 or more
 SSH_OPTS=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
           -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15
@@ -208,8 +209,12 @@ install_checkout() {
         | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' \
         | tar --null -T - -cf -) \
         | ssh_rig 'rm -rf /root/piagent && mkdir -p /root/piagent && tar -C /root/piagent -xf -'
-    log "running scripts/install.sh --start inside"
-    ssh_rig 'cd /root/piagent && scripts/install.sh --start' >&2
+    # The rig's sound card is plugged in (tests unplug it when that is the point), and the
+    # agent is `piagent sim` on the host's default port: the user's answers to setup.
+    ssh_rig 'modprobe snd-aloop'
+    log "running scripts/install.sh --start --agent-id demo --server $SIM_FROM_GUEST inside"
+    ssh_rig "cd /root/piagent && scripts/install.sh --start --agent-id demo \
+        --server $SIM_FROM_GUEST </dev/null" >&2
 }
 
 cmd_up() {

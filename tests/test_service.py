@@ -264,6 +264,25 @@ def test_no_microphone_at_start_keeps_the_watchdog_fed(
     assert daemon.stop() == 0
 
 
+def test_no_working_pin_factory_leaves_the_daemon_running_without_gpio(
+    sim: SimServer, tmp_path: Path, daemon_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The installed config names no pin factory. Where gpiozero finds none that works (this
+    machine, like a board it does not know), the daemon used to die at start with a traceback,
+    and systemd restarted it in a loop. It runs on without the button and LEDs, and says so."""
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+    config = base_config(tmp_path, sim)
+    config["gpio"] = {"button": {"pin": 17}}
+    daemon = daemon_factory(config)
+    daemon.wait_notify("READY=1")
+    status = daemon.status()
+    assert status["gpio"]["ok"] is False
+    assert "no GPIO pin factory works here" in status["gpio"]["problem"]
+    assert "gpio: no GPIO pin factory works here" in daemon.log()
+    assert daemon.ctl("press").returncode == 0  # the control socket still talks
+    assert daemon.stop() == 0
+
+
 def test_press_talk_and_sigterm_mid_conversation_closes_with_1000(
     sim: SimServer, tmp_path: Path, daemon_factory: Any
 ) -> None:

@@ -132,7 +132,11 @@ def rig() -> Iterator[Rig]:
     rig.copy_in(GUEST, "/opt/rig")
     rig.write("/etc/systemd/system/rigmic.service", _unit("rigmic", "the microphone's sound"))
     rig.write("/etc/systemd/system/rigspeaker.service", _unit("rigspeaker", "a speaker's ear"))
-    rig.run("systemctl daemon-reload && modprobe snd-aloop && systemctl start rigspeaker rigmic")
+    # The card's format is rigmic's and rigspeaker's: they open it before the daemon does.
+    rig.run(
+        "systemctl stop piagent; systemctl daemon-reload && modprobe snd-aloop && "
+        "systemctl restart rigspeaker rigmic && sleep 3"
+    )
     try:
         yield rig
     finally:
