@@ -59,6 +59,9 @@ logger = logging.getLogger(__name__)
 # Seconds a microphone that reports itself healthy may go without a frame reaching the loop
 # before the watchdog is withheld (frames come every 20 ms).
 MIC_SILENT_LIMIT = 3.0
+# Seconds a microphone may be unhealthy before the LEDs and the status line say it is missing.
+MIC_MISSING_GRACE = 2.0
+_MISSING = object()
 NOTICE_BACKLOG = 256
 
 
@@ -199,6 +202,14 @@ class Daemon:
             sink=self.playback,
             tools=build_tools(config, self),
         )
+        # A microphone unhealthy for longer than MIC_MISSING_GRACE shows as "error" (when the
+        # daemon is otherwise ready) with the reason on the status line; a blip (a reopen,
+        # PortAudio listing the devices again) does not flash the LEDs.
+        self._mic_missing = False
+        self._mic_timer: asyncio.TimerHandle | None = None
+        mic_hook = getattr(self.audio.mic, "when_health_changed", _MISSING)
+        if mic_hook is not _MISSING:
+            self.audio.mic.when_health_changed = self._on_mic_health  # type: ignore[attr-defined]
         self.controls = _EarconControls(self)
         self.gpio_problem: str | None = None
         self.leds, self.button = self._build_gpio(config)
@@ -242,8 +253,39 @@ class Daemon:
 
     @property
     def state(self) -> str:
-        """What the LEDs show: ``booting`` until ready, then the client's state."""
-        return "booting" if self._booting else self.client.state.value
+        """What the LEDs show: ``booting`` until ready, then the client's state, except that a
+        ready daemon without its microphone shows ``error`` (a press could not be heard)."""
+        if self._booting:
+            return "booting"
+        state = self.client.state.value
+        if self._mic_missing and state == ClientState.READY.value:
+            return ClientState.ERROR.value
+        return state
+
+    def _on_mic_health(self, healthy: bool) -> None:
+        """The microphone's ``when_health_changed``: on the loop's thread."""
+        if self._mic_timer is not None:
+            self._mic_timer.cancel()
+            self._mic_timer = None
+        if healthy:
+            if self._mic_missing:
+                self._mic_missing = False
+                logger.info("microphone %s is back", self.audio.mic.name)
+                self._show_state()
+        elif not self._booting:
+            self._mic_timer = asyncio.get_running_loop().call_later(
+                MIC_MISSING_GRACE, self._on_mic_missing
+            )
+
+    def _on_mic_missing(self) -> None:
+        self._mic_timer = None
+        if not self.audio.mic.healthy and not self._mic_missing:
+            self._mic_missing = True
+            self._show_state()
+
+    def _show_state(self) -> None:
+        self._leds_changed.set()
+        self._notifier.status(self._status_line())
 
     def status(self) -> dict[str, Any]:
         """The ``piagent ctl status --json`` object (interface.md)."""
@@ -371,6 +413,8 @@ class Daemon:
             if self.config.gpio.keyboard or self._keyboard_fd is not None:
                 start("keyboard", self._run_keyboard)
             self._booting = False
+            if not self.audio.mic.healthy:  # missing at start: no flip will say so
+                self._on_mic_health(False)
             self._leds_changed.set()
             self._notifier.ready(self._status_line())
             logger.info("ready (agent %s)", self.config.agent.agent_id)
@@ -462,7 +506,10 @@ class Daemon:
         line = self.state
         if status.conversation_id:
             line += f", conversation {status.conversation_id}"
-        if self.state in ("error", "offline") and status.last_ending is not None:
+        if self._mic_missing:
+            problem = getattr(self.audio.mic, "problem", None) or "not available"
+            line += f": no microphone ({problem}); waiting for it"
+        elif self.state in ("error", "offline") and status.last_ending is not None:
             line += f": {status.last_ending.reason.value}"
         return line
 

@@ -260,6 +260,10 @@ def test_no_microphone_at_start_keeps_the_watchdog_fed(
     assert "withholding" not in daemon.log()
     status = daemon.status()
     assert status["devices"]["input"]["healthy"] is False
+    # The LEDs and the status line say what is missing (ready but deaf would be a lie).
+    assert status["state"] == "error"
+    lines = [m for m in daemon.messages if "STATUS=" in m]
+    assert any("no microphone (not found" in m for m in lines), lines
     assert daemon.proc.poll() is None
     assert daemon.stop() == 0
 

@@ -71,12 +71,16 @@ def test_no_card_at_start_then_plugged_in_without_a_restart(rig: Rig, sim: SimSe
         print("without a card:", status["state"], status["devices"])
         print("status line:", rig.service("StatusText"))
         assert status["devices"]["input"]["healthy"] is False
+        assert status["state"] == "error"  # the LEDs: ready but deaf would be a lie
+        assert "no microphone" in rig.service("StatusText")
         journal = rig.out("journalctl -u piagent --no-pager -o cat -n 50")
         assert "audio.input.device not available yet" in journal, journal[-2000:]
 
         rig.run("modprobe snd-aloop && systemctl start rigspeaker rigmic")
         took = wait_devices(rig, (True, True), 90)
         print(f"card loaded: both devices open {took:.1f} s later")
+        assert rig.status()["state"] == "ready"
+        assert "no microphone" not in rig.service("StatusText")
         assert rig.service("MainPID") == pid
         assert rig.service("NRestarts") == restarts
     finally:
