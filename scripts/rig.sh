@@ -175,6 +175,7 @@ boot() {
     port="$(free_port)"
     echo "$port" >"$RUN_DIR/port"
     qemu-img create -q -f qcow2 -F raw -b "$image/base.img" "$RUN_DIR/disk.qcow2"
+    # qemu outlives this script: it must not inherit the lock's descriptor (9>&- below).
     # cortex-a53: the core of a Pi 3, Zero 2 W and CM3 (a Pi 4 has the A72), so numpy and
     # scipy run with the same instruction set as there.
     qemu-system-aarch64 -M virt -cpu cortex-a53 -smp 2 -m "$MEMORY" \
@@ -186,7 +187,7 @@ boot() {
         -device virtio-net-pci,netdev=net0 \
         -device virtio-rng-pci \
         -display none -monitor none -serial "file:$RUN_DIR/console.log" \
-        -daemonize -pidfile "$RUN_DIR/qemu.pid" \
+        -daemonize -pidfile "$RUN_DIR/qemu.pid" 9>&- \
         || die "qemu did not start"
     local deadline=$((SECONDS + 300))
     until ssh_rig true 2>/dev/null; do
