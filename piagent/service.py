@@ -86,6 +86,7 @@ class Audio:
     output_name: Callable[[], str]
     output_rate: int
     output_healthy: Callable[[], bool]
+    output_xruns: Callable[[], int]
     tasks: list[tuple[str, Callable[[], Awaitable[None]]]]
 
 
@@ -112,6 +113,7 @@ def build_audio(config: Config) -> Audio:
             output_name=lambda: wav_speaker.name,
             output_rate=rate,
             output_healthy=lambda: wav_speaker.healthy,
+            output_xruns=lambda: 0,  # a file never runs dry
             tasks=[("speaker", wav_speaker.run)],
         )
     mic = Microphone(audio.input)
@@ -144,6 +146,7 @@ def build_audio(config: Config) -> Audio:
         output_name=lambda: speaker.name,
         output_rate=rate,
         output_healthy=lambda: speaker.healthy,
+        output_xruns=lambda: speaker.xruns,
         tasks=[("microphone device", mic.run), ("speaker device", speaker.run)],
     )
 
@@ -303,11 +306,22 @@ class Daemon:
             if latency
             else None,
             "devices": {
-                "input": {"name": mic.name, "rate": _rate_or(mic, None), "healthy": mic.healthy},
+                "input": {
+                    "name": mic.name,
+                    "rate": _rate_or(mic, None),
+                    "healthy": mic.healthy,
+                    # Frames the loop could not take in time, samples at full scale, and
+                    # PortAudio's overflow flags (the device's buffer ran over).
+                    "overruns": getattr(mic, "overruns", 0),
+                    "clipped": getattr(mic, "clipped", 0),
+                    "xruns": getattr(mic, "xruns", 0),
+                },
                 "output": {
                     "name": self.audio.output_name(),
                     "rate": self.audio.output_rate,
                     "healthy": self.audio.output_healthy(),
+                    "underruns": self.playback.underruns,
+                    "xruns": self.audio.output_xruns(),
                 },
             },
             "leds": self.leds.describe(),

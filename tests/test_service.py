@@ -199,6 +199,9 @@ def test_ready_status_watchdog_and_a_clean_stop(
         "name": str(tmp_path / "mic.wav"),
         "rate": 16000,
         "healthy": True,
+        "overruns": 0,
+        "clipped": 0,
+        "xruns": 0,
     }
     assert status["devices"]["output"]["healthy"] is True
     assert isinstance(status["leds"], dict)
