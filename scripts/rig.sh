@@ -9,6 +9,7 @@
 #   scripts/rig.sh copy-in SRC DST  a host file or directory into the system
 #   scripts/rig.sh down
 #   scripts/rig.sh build [--release R]   only build (or find) the cached image
+#   scripts/rig.sh install                this checkout installed again into the running system
 #   scripts/rig.sh status                 whether a system is up, and which
 #
 # The base image is cached under $PIAGENT_RIG_CACHE (default ~/.cache/piagent-rig), keyed by a
@@ -304,6 +305,12 @@ case "${1:-}" in
         rel=trixie
         [ "${1:-}" = --release ] && rel="${2:?}"
         build_image "$rel"
+        ;;
+    install)
+        # This checkout again, into the running system (after a change, without a new boot).
+        lock_rig
+        is_up || die "the rig is not up (scripts/rig.sh up)"
+        install_checkout
         ;;
     status) cmd_status ;;
     *) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;

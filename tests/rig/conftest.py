@@ -53,13 +53,18 @@ class Rig:
     def run(
         self, command: str, *, check: bool = True, timeout: float = 300, input: bytes | None = None
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
+        raw = subprocess.run(
             [str(RIG), "run", command],
-            input=input.decode() if input is not None else None,
+            input=input,
             capture_output=True,
-            text=True,
             timeout=timeout,
             check=False,
+        )
+        result = subprocess.CompletedProcess(
+            raw.args,
+            raw.returncode,
+            raw.stdout.decode(errors="replace"),
+            raw.stderr.decode(errors="replace"),
         )
         if check and result.returncode != 0:
             raise AssertionError(

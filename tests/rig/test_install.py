@@ -51,8 +51,9 @@ def test_nothing_is_compiled_on_the_device(rig: Rig) -> None:
     for tool in ("gcc", "cc", "python3-dev"):
         assert not debian_version(rig, tool), f"{tool} was installed"
     assert rig.run("command -v gcc", check=False).returncode != 0
-    # No extension module in the venv: everything native is Debian's.
-    native = rig.out("find /opt/piagent/venv -name '*.so' | head")
+    # No extension module in the venv: everything native is Debian's (on bookworm, pip's
+    # websockets wheel carries its optional speedups, built by its authors, not here).
+    native = rig.out("find /opt/piagent/venv -name '*.so' | grep -v /websockets/ | head")
     assert native == "", native
 
 

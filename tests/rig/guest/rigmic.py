@@ -43,7 +43,7 @@ def main() -> None:
             str(args.rate),
             "-c",
             str(args.channels),
-            "--buffer-time=40000",
+            "--buffer-time=500000",
             "--period-time=10000",
         ],
         stdin=subprocess.PIPE,

@@ -39,13 +39,14 @@ def main() -> None:
             str(args.rate),
             "-c",
             str(args.channels),
-            "--buffer-time=40000",
+            "--buffer-time=500000",
             "--period-time=10000",
         ],
         stdout=subprocess.PIPE,
     )
     assert arecord.stdout is not None
-    offset = 0
+    raw_path = args.out / "speaker.raw"
+    offset = raw_path.stat().st_size if raw_path.exists() else 0  # appending after a restart
     with (
         (args.out / "speaker.raw").open("ab", buffering=0) as raw,
         (args.out / "speaker.idx").open("a", buffering=1) as index,
