@@ -7,4 +7,4 @@
 # Extra arguments go to pytest (e.g. -k conversation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec .venv/bin/python -m pytest -m rig tests/rig -v "$@"
+exec .venv/bin/python -m pytest -m rig tests/rig -v -rP "$@"

@@ -65,14 +65,20 @@ def test_the_smoke_test_imports_what_the_daemon_imports(rig: Rig) -> None:
 
 
 def test_the_preflight_names_an_old_python_before_changing_anything(rig: Rig) -> None:
-    rig.write("/tmp/python3.9", "#!/bin/sh\necho 'Python 3.9.2'\nexit 0\n", mode="0755")
-    before = rig.out("ls -la --time-style=+%s /opt/piagent /etc/piagent | md5sum")
+    # An interpreter that says it is Python 3.9, for a fresh install into an empty root (an
+    # existing venv's own interpreter would be checked instead).
+    rig.write("/tmp/python3.9", "#!/bin/sh\necho 3.9.2\n", mode="0755")
+    rig.run("rm -rf /tmp/preflight-root")
     result = rig.run(
-        "cd /root/piagent && scripts/install.sh --python /tmp/python3.9 2>&1", check=False
+        "cd /root/piagent && scripts/install.sh --root /tmp/preflight-root "
+        "--python /tmp/python3.9 2>&1",
+        check=False,
     )
+    print(result.stdout)
     assert result.returncode != 0
-    assert "3.11" in result.stdout, result.stdout
-    assert rig.out("ls -la --time-style=+%s /opt/piagent /etc/piagent | md5sum") == before
+    assert "Python 3.9.2" in result.stdout and "3.11" in result.stdout
+    assert "nothing was changed" in result.stdout
+    assert rig.run("test -e /tmp/preflight-root/opt", check=False).returncode != 0
 
 
 @pytest.mark.parametrize("unit", ["piagent.service"])
