@@ -61,7 +61,6 @@ logger = logging.getLogger(__name__)
 MIC_SILENT_LIMIT = 3.0
 # Seconds a microphone may be unhealthy before the LEDs and the status line say it is missing.
 MIC_MISSING_GRACE = 2.0
-_MISSING = object()
 NOTICE_BACKLOG = 256
 
 
@@ -210,9 +209,8 @@ class Daemon:
         # PortAudio listing the devices again) does not flash the LEDs.
         self._mic_missing = False
         self._mic_timer: asyncio.TimerHandle | None = None
-        mic_hook = getattr(self.audio.mic, "when_health_changed", _MISSING)
-        if mic_hook is not _MISSING:
-            self.audio.mic.when_health_changed = self._on_mic_health  # type: ignore[attr-defined]
+        if hasattr(self.audio.mic, "when_health_changed"):  # the WAV microphone has none
+            self.audio.mic.when_health_changed = self._on_mic_health
         self.controls = _EarconControls(self)
         self.gpio_problem: str | None = None
         self.leds, self.button = self._build_gpio(config)

@@ -17,6 +17,7 @@ at 10.0.2.2.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -111,14 +112,9 @@ class Rig:
         raise AssertionError(f"{what}: not within {within} s; last output: {output[-2000:]}")
 
     def status(self) -> dict[str, Any]:
-        import json
-
         text = self.out("piagent ctl --socket /run/piagent/control.sock status --json")
         status: dict[str, Any] = json.loads(text)
         return status
-
-    def monotonic_ns(self) -> int:
-        return int(self.out("python3 -c 'import time; print(time.monotonic_ns())'"))
 
     def service(self, prop: str) -> str:
         return self.out(f"systemctl show piagent -p {prop} --value")
