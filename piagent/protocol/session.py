@@ -11,8 +11,12 @@ what the protocol asks of every client, so the I/O layer only moves bytes:
 * pending client tool calls are tracked, and a result can only answer a pending call;
 * agent turns are tracked by ``event_id`` (feedback targets the last one; a turn still
   streaming when the socket closes is reported as cut off);
-* however the conversation ends, ``receive_close`` classifies it into an ``Ending``: a reason,
-  and whether retrying can help (protocol.md §4.2, §7).
+* ``queue_status`` moves the session into ``QUEUED`` while the agent is at its concurrency
+  limit: the server discards what a waiting client sends, so audio and messages are refused
+  (``can_send_audio`` is False) until ``admitted``; ``timed_out`` starts the ending, and the
+  close that follows (3008) is classified as ``QUEUE_TIMED_OUT``, which is retryable;
+* however the conversation ends, ``receive_close`` classifies it into an ``Ending`` (module
+  ``endings``): a reason, and whether retrying can help (protocol.md §4.2, §7).
 
 The state is one ``SessionState`` moved only through ``TRANSITIONS``; an illegal transition
 raises ``LocalProtocolError`` and leaves the state unchanged.
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from piagent.errors import LocalProtocolError, RemoteProtocolError
+from piagent.protocol.endings import Ending, EndReason, ServerErrorEvent, classify_ending
 from piagent.protocol.messages import (
     AgentChatResponsePart,
     AgentResponse,
@@ -52,6 +57,8 @@ from piagent.protocol.messages import (
     McpToolApprovalResult,
     Ping,
     Pong,
+    QueueState,
+    QueueStatus,
     ServerEvent,
     UnknownMessage,
     UserActivity,
@@ -71,6 +78,7 @@ class SessionState(enum.Enum):
     IDLE = "idle"  # created; the initiation message is not yet sent
     INITIATING = "initiating"  # initiation sent; waiting for conversation_initiation_metadata
     ACTIVE = "active"  # metadata received: formats known, audio may flow both ways
+    QUEUED = "queued"  # queue_status waiting: the server discards what the client sends
     ENDING = "ending"  # the server announced the end; the agent's last words may still arrive
     CLOSING = "closing"  # we hung up and wait for the socket to close
     CLOSED = "closed"  # the socket is closed; ``Session.ending`` says how
@@ -81,6 +89,8 @@ class Trigger(enum.Enum):
 
     INITIATE = "initiate"  # we sent conversation_initiation_client_data
     METADATA = "metadata"  # conversation_initiation_metadata arrived
+    QUEUE = "queue"  # queue_status waiting: the agent is at its concurrency limit
+    ADMIT = "admit"  # queue_status admitted: a slot is free, the conversation goes on
     SERVER_ENDING = "server_ending"  # end_call, an error event, max duration
     HANG_UP = "hang_up"  # we decided to end the conversation
     CLOSED = "closed"  # the WebSocket closed, whoever closed it
@@ -95,9 +105,14 @@ TRANSITIONS: Mapping[tuple[SessionState, Trigger], SessionState] = {
     (S.INITIATING, T.SERVER_ENDING): S.ENDING,
     (S.INITIATING, T.HANG_UP): S.CLOSING,
     (S.INITIATING, T.CLOSED): S.CLOSED,
+    (S.ACTIVE, T.QUEUE): S.QUEUED,
     (S.ACTIVE, T.SERVER_ENDING): S.ENDING,
     (S.ACTIVE, T.HANG_UP): S.CLOSING,
     (S.ACTIVE, T.CLOSED): S.CLOSED,
+    (S.QUEUED, T.ADMIT): S.ACTIVE,
+    (S.QUEUED, T.SERVER_ENDING): S.ENDING,  # timed_out, or an error while waiting
+    (S.QUEUED, T.HANG_UP): S.CLOSING,
+    (S.QUEUED, T.CLOSED): S.CLOSED,
     (S.ENDING, T.HANG_UP): S.CLOSING,
     (S.ENDING, T.CLOSED): S.CLOSED,
     (S.CLOSING, T.CLOSED): S.CLOSED,
@@ -108,7 +123,13 @@ del S, T
 _CAN_SEND = frozenset({SessionState.ACTIVE, SessionState.ENDING})
 # States in which server frames are still read.
 _CAN_RECEIVE = frozenset(
-    {SessionState.INITIATING, SessionState.ACTIVE, SessionState.ENDING, SessionState.CLOSING}
+    {
+        SessionState.INITIATING,
+        SessionState.ACTIVE,
+        SessionState.QUEUED,
+        SessionState.ENDING,
+        SessionState.CLOSING,
+    }
 )
 
 
@@ -119,215 +140,6 @@ def state_diagram() -> str:
         lines.append(f"    {source.value} --> {target.value}: {trigger.value}")
     lines.append("    closed --> [*]")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# Endings
-
-
-class EndReason(enum.Enum):
-    """Why a conversation ended; ``retryable`` says whether a new connection could help."""
-
-    CLIENT_HANGUP = "client hung up"
-    AGENT_ENDED_CALL = "agent ended the call"
-    MAX_DURATION = "maximum conversation duration reached"
-    SERVER_CLOSED = "server closed the conversation"
-    NO_INPUT_TIMEOUT = "no user input for too long"
-    TIMEOUT = "server-side timeout"
-    PROTOCOL_ERROR = "server reported an operational error"
-    SERVER_ERROR = "internal server error"
-    REQUEST_ERROR = "request error"
-    SERVICE_UNAVAILABLE = "service unavailable"
-    CONNECT_FAILED = "could not connect"
-    STALLED = "connection stalled"
-    CONNECTION_LOST = "connection lost"
-    CLOSED_BEFORE_METADATA = "closed before the conversation started"
-    QUOTA_EXCEEDED = "quota exceeded"
-    OVERRIDE_REJECTED = "override not allowed by the agent"
-    AUTH_REJECTED = "authentication rejected"
-    AGENT_NOT_FOUND = "agent not found"
-    MISSING_DYNAMIC_VARIABLE = "missing dynamic variable"
-    INVALID_REQUEST = "request rejected as invalid"
-
-    @property
-    def retryable(self) -> bool:
-        """True when the failure is transient: reconnecting later may succeed."""
-        return self in _RETRYABLE
-
-    @property
-    def is_error(self) -> bool:
-        """False for the ways a conversation ends normally."""
-        return self not in _NORMAL
-
-    @property
-    def advice(self) -> str:
-        """What the user can do about it, for the one log line a fatal failure gets."""
-        return _ADVICE.get(self, "")
-
-
-_NORMAL = frozenset(
-    {
-        EndReason.CLIENT_HANGUP,
-        EndReason.AGENT_ENDED_CALL,
-        EndReason.MAX_DURATION,
-        EndReason.SERVER_CLOSED,
-        EndReason.NO_INPUT_TIMEOUT,
-    }
-)
-_RETRYABLE = frozenset(
-    {
-        EndReason.NO_INPUT_TIMEOUT,
-        EndReason.TIMEOUT,
-        EndReason.PROTOCOL_ERROR,
-        EndReason.SERVER_ERROR,
-        EndReason.REQUEST_ERROR,
-        EndReason.SERVICE_UNAVAILABLE,
-        EndReason.CONNECT_FAILED,
-        EndReason.STALLED,
-        EndReason.CONNECTION_LOST,
-        EndReason.CLOSED_BEFORE_METADATA,
-    }
-)
-_ADVICE: Mapping[EndReason, str] = {
-    EndReason.QUOTA_EXCEEDED: "the ElevenLabs account is out of quota: check its plan and usage",
-    EndReason.OVERRIDE_REJECTED: (
-        "the agent does not allow an override piagent sends: enable it in the agent's Security "
-        "settings or remove the key from the agent section of the config"
-    ),
-    EndReason.AUTH_REJECTED: (
-        "the API key or signed URL was rejected: check agent.api_key_file or ELEVENLABS_API_KEY, "
-        "and whether the agent is private"
-    ),
-    EndReason.AGENT_NOT_FOUND: "the agent does not exist: check agent.agent_id",
-    EndReason.MISSING_DYNAMIC_VARIABLE: (
-        "the agent's prompt uses a dynamic variable the config does not set: add it under "
-        "agent.dynamic_variables"
-    ),
-    EndReason.INVALID_REQUEST: "the server rejected a message as invalid: see the close reason",
-}
-
-_ERROR_TYPE_REASONS: Mapping[str, EndReason] = {
-    "max_duration_exceeded": EndReason.MAX_DURATION,
-    "transport_receive_timeout": EndReason.NO_INPUT_TIMEOUT,
-    "llm_timeout": EndReason.TIMEOUT,
-    "asyncio_timeout": EndReason.TIMEOUT,
-    "redis_timeout_error": EndReason.TIMEOUT,
-    "override_error": EndReason.OVERRIDE_REJECTED,
-    "missing_dynamic_variable": EndReason.MISSING_DYNAMIC_VARIABLE,
-    "missing_dynamic_variable_transfer": EndReason.MISSING_DYNAMIC_VARIABLE,
-    "invalid_message": EndReason.INVALID_REQUEST,
-    "value_error": EndReason.INVALID_REQUEST,
-    "missing_fields": EndReason.INVALID_REQUEST,
-    "unknown_websocket_crash": EndReason.SERVER_ERROR,
-}
-
-# Close reasons are free text; these fragments are what real closes have said (protocol.md §7).
-_TEXT_REASONS: tuple[tuple[str, EndReason], ...] = (
-    ("quota", EndReason.QUOTA_EXCEEDED),
-    ("override for field", EndReason.OVERRIDE_REJECTED),
-    ("agent not found", EndReason.AGENT_NOT_FOUND),
-    ("invalid agent", EndReason.AGENT_NOT_FOUND),
-    ("does not exist", EndReason.AGENT_NOT_FOUND),
-    ("signature", EndReason.AUTH_REJECTED),
-    ("authenticat", EndReason.AUTH_REJECTED),
-    ("unauthori", EndReason.AUTH_REJECTED),
-    ("api key", EndReason.AUTH_REJECTED),
-    ("dynamic variable", EndReason.MISSING_DYNAMIC_VARIABLE),
-)
-
-_CODE_REASONS: Mapping[int, EndReason] = {
-    1000: EndReason.SERVER_CLOSED,
-    1001: EndReason.CONNECTION_LOST,
-    1002: EndReason.PROTOCOL_ERROR,
-    1006: EndReason.CONNECTION_LOST,
-    1008: EndReason.INVALID_REQUEST,
-    1011: EndReason.SERVER_ERROR,
-    3000: EndReason.REQUEST_ERROR,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Ending:
-    """How a conversation ended.
-
-    ``code`` and ``detail`` are the close frame's (``None``/"" when the connection dropped with
-    none); ``cut_turn`` is the event id of an agent turn that was still streaming."""
-
-    reason: EndReason
-    code: int | None
-    detail: str
-    before_metadata: bool = False
-    cut_turn: int | None = None
-
-    @property
-    def retryable(self) -> bool:
-        """Whether reconnecting can help (transient), as opposed to a fatal or normal end."""
-        return self.reason.retryable
-
-    def describe(self) -> str:
-        """One human line: reason, close code and the server's words."""
-        parts = [self.reason.value]
-        if self.code is not None:
-            parts.append(f"code {self.code}")
-        if self.detail:
-            parts.append(repr(self.detail))
-        return ", ".join(parts)
-
-
-ServerErrorEvent: TypeAlias = ErrorEvent | ClientErrorEvent | FlatErrorEvent
-
-
-def classify_ending(
-    code: int | None,
-    detail: str = "",
-    *,
-    error: ServerErrorEvent | None = None,
-    end_call: bool = False,
-    hung_up: bool = False,
-    before_metadata: bool = False,
-    cut_turn: int | None = None,
-) -> Ending:
-    """Map a close (code, reason text), with what preceded it, to an ``Ending``.
-
-    The most specific evidence wins: our own hang-up, then the error event's ``error_type``, then
-    words in the close reason or error message, then the close code."""
-    reason = _classify(code, detail, error, end_call, hung_up)
-    if before_metadata and reason in (EndReason.SERVER_CLOSED, EndReason.CONNECTION_LOST):
-        reason = EndReason.CLOSED_BEFORE_METADATA
-    return Ending(reason, code, detail, before_metadata, cut_turn)
-
-
-def _classify(
-    code: int | None,
-    detail: str,
-    error: ServerErrorEvent | None,
-    end_call: bool,
-    hung_up: bool,
-) -> EndReason:
-    if hung_up and code in (None, 1000):
-        return EndReason.CLIENT_HANGUP
-    error_type = error.error_type if isinstance(error, ErrorEvent) else None
-    if error_type is not None and error_type in _ERROR_TYPE_REASONS:
-        return _ERROR_TYPE_REASONS[error_type]
-    words = " ".join(filter(None, [detail, _error_text(error)])).lower()
-    for fragment, reason in _TEXT_REASONS:
-        if fragment in words:
-            return reason
-    if code == 1000 and end_call:
-        return EndReason.AGENT_ENDED_CALL
-    if code is None:
-        return EndReason.CONNECTION_LOST
-    return _CODE_REASONS.get(code, EndReason.PROTOCOL_ERROR)
-
-
-def _error_text(error: ServerErrorEvent | None) -> str:
-    if error is None:
-        return ""
-    if isinstance(error, ErrorEvent):
-        return " ".join(filter(None, [error.message, error.reason]))
-    if isinstance(error, ClientErrorEvent):
-        return " ".join(filter(None, [error.error_name, error.message]))
-    return error.message
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,6 +191,7 @@ class Session:
         self._error: ServerErrorEvent | None = None
         self._end_call = False
         self._hung_up = False
+        self._queue: QueueState | None = None
         self._ending: Ending | None = None
         self.last_ping_ms: int | None = None
         self.stats = SessionStats()
@@ -433,6 +246,11 @@ class Session:
         return dict(self._turns.pending_tools)
 
     @property
+    def queue_status(self) -> QueueState | None:
+        """The last ``queue_status`` the server sent (None: the conversation was never queued)."""
+        return self._queue
+
+    @property
     def ending(self) -> Ending | None:
         """How the conversation ended, once closed."""
         return self._ending
@@ -485,6 +303,7 @@ class Session:
             error=self._error,
             end_call=self._end_call,
             hung_up=self._hung_up,
+            queue_timed_out=self._queue == "timed_out",
             before_metadata=before_metadata,
             cut_turn=self._turns.streaming_turn,
         )
@@ -588,6 +407,10 @@ class Session:
                     return False
                 self._metadata = event
                 self._transition(Trigger.METADATA)
+                if self._queue == "waiting":  # queued before the metadata came
+                    self._transition(Trigger.QUEUE)
+            case QueueStatus(status=status):
+                self._accept_queue_status(status)
             case Audio(event_id=event_id, is_final=is_final):
                 return self._accept_audio(event_id, is_final)
             case AgentResponse(event_id=event_id) | AgentChatResponsePart(event_id=event_id):
@@ -637,13 +460,27 @@ class Session:
         turns.streaming_turn = None if is_final else event_id
         return True
 
+    def _accept_queue_status(self, status: QueueState) -> None:
+        """Queue bookkeeping (protocol.md §4): the state moves only once metadata has come;
+        before it, the status is kept and applied when the metadata arrives."""
+        self._queue = status
+        match status:
+            case "waiting" if self._state is SessionState.ACTIVE:
+                self._transition(Trigger.QUEUE)
+            case "admitted" if self._state is SessionState.QUEUED:
+                self._transition(Trigger.ADMIT)
+            case "timed_out":
+                self._begin_ending()
+            case _:
+                logger.debug("queue_status %s in state %s", status, self._state.value)
+
     def _note_agent_turn(self, event_id: int) -> None:
         last = self._turns.last_agent_turn
         if last is None or event_id > last:
             self._turns.last_agent_turn = event_id
 
     def _begin_ending(self) -> None:
-        if self._state in (SessionState.INITIATING, SessionState.ACTIVE):
+        if self._state in (SessionState.INITIATING, SessionState.ACTIVE, SessionState.QUEUED):
             self._transition(Trigger.SERVER_ENDING)
 
 
@@ -652,6 +489,7 @@ __all__ = [
     "ConversationEnded",
     "EndReason",
     "Ending",
+    "ServerErrorEvent",
     "Session",
     "SessionEvent",
     "SessionState",

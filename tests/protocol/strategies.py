@@ -138,6 +138,7 @@ def _overrides(conformant: bool) -> st.SearchStrategy[m.ConversationConfigOverri
             "tool_ids": _tuples(ids),
             "native_mcp_server_ids": _tuples(ids),
             "knowledge_base": _tuples(knowledge_base_items),
+            "reasoning_effort": st.sampled_from(m.REASONING_EFFORTS),
         },
     )
     agent = _some_set(
@@ -209,6 +210,8 @@ def _initiations(conformant: bool) -> st.SearchStrategy[m.ConversationInitiation
         environment=_optional(st.sampled_from(["production", "staging"])),
         starting_workflow_node_id=_optional(ids),
         tool_mock_config=_optional(_tool_mock_configs(conformant)),
+        procedure_ids=_optional(_tuples(ids)),
+        start_procedure_ids=_optional(_tuples(ids, max_size=5)),
     )
 
 
@@ -433,6 +436,7 @@ def server_event_strategies(*, conformant: bool = False) -> list[st.SearchStrate
             st.builds(m.AgentResponseComplete, event_id=event_ids),
             st.builds(m.ClientErrorEvent, code=event_ids, error_name=ids, message=_optional(texts)),
             st.builds(m.FlatErrorEvent, message=texts),
+            st.builds(m.QueueStatus, status=st.sampled_from(m.QUEUE_STATES)),
             unknown_messages(),
         ]
     return strategies

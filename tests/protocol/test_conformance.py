@@ -83,7 +83,12 @@ pytestmark = requires_spec
 GENERATED = settings(max_examples=300, deadline=None)
 
 # Types piagent models that AA-pkg does not define (AA-fern or observed traffic has them).
-SERVER_TYPES_BEYOND_SPEC = {"client_error", "agent_response_metadata", "agent_response_complete"}
+SERVER_TYPES_BEYOND_SPEC = {
+    "client_error",
+    "agent_response_metadata",
+    "agent_response_complete",
+    "queue_status",
+}
 
 MCP_BASE = {
     "service_id": "svc",

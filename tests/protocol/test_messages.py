@@ -63,6 +63,7 @@ from piagent.protocol.messages import (
     Ping,
     Pong,
     PromptOverride,
+    QueueStatus,
     RichContent,
     SourceInfo,
     TentativeUserTranscript,
@@ -296,6 +297,24 @@ SERVER_EXAMPLES: list[tuple[str, str, Any, bool]] = [
         '{"turn_probability":0.25}}',
         InternalTurnProbability(0.25),
         True,
+    ),
+    (
+        "queue_status-waiting",
+        '{"type":"queue_status","queue_status_event":{"status":"waiting"}}',
+        QueueStatus("waiting"),
+        True,
+    ),
+    (
+        "queue_status-admitted",
+        '{"type":"queue_status","queue_status_event":{"status":"admitted"}}',
+        QueueStatus("admitted"),
+        True,
+    ),
+    (
+        "queue_status-timed_out",
+        '{"type":"queue_status","queue_status_event":{"status":"timed_out","position":3}}',
+        QueueStatus("timed_out"),
+        False,
     ),
     (
         "client_tool_call",
@@ -702,6 +721,27 @@ CLIENT_EXAMPLES: list[tuple[str, Any, str]] = [
         '{"tts":{"voice_id":"21m00Tcm4TlvDq8ikWAM"}}}',
     ),
     ("initiation-full", FULL_INITIATION, FULL_INITIATION_WIRE),
+    (
+        "initiation-newer-fields",
+        ConversationInitiationClientData(
+            conversation_config_override=ConversationConfigOverride(
+                agent=AgentConfigOverride(prompt=PromptOverride(reasoning_effort="xhigh")),
+                tts=TtsConfigOverride(stability=0.3, speed=1.2, similarity_boost=0.9),
+            ),
+            procedure_ids=("proc_a", "proc_b"),
+            start_procedure_ids=("proc_a",),
+        ),
+        '{"type":"conversation_initiation_client_data","conversation_config_override":'
+        '{"agent":{"prompt":{"reasoning_effort":"xhigh"}},'
+        '"tts":{"stability":0.3,"speed":1.2,"similarity_boost":0.9}},'
+        '"procedure_ids":["proc_a","proc_b"],"start_procedure_ids":["proc_a"]}',
+    ),
+    (
+        # An empty list is meaningful: none of the agent's procedures (SDK 2.78).
+        "initiation-no-procedures",
+        ConversationInitiationClientData(procedure_ids=()),
+        '{"type":"conversation_initiation_client_data","procedure_ids":[]}',
+    ),
     (
         "initiation-empty-objects-are-sent",
         ConversationInitiationClientData(custom_llm_extra_body={}, dynamic_variables={}),
@@ -1238,6 +1278,21 @@ SERVER_MALFORMED: list[tuple[str, str | bytes, str]] = [
         '{"type":"interruption","interruption_event":{"event_id":"5"}}',
         "interruption_event.event_id: expected integer, got string",
     ),
+    (
+        "queue-status-unknown-status",
+        '{"type":"queue_status","queue_status_event":{"status":"queued"}}',
+        "queue_status_event.status: expected 'waiting' | 'admitted' | 'timed_out', got string",
+    ),
+    (
+        "queue-status-no-payload",
+        '{"type":"queue_status"}',
+        "queue_status_event: required field missing",
+    ),
+    (
+        "queue-status-no-status",
+        '{"type":"queue_status","queue_status_event":{}}',
+        "queue_status_event.status: required field missing",
+    ),
 ]
 
 
@@ -1288,6 +1343,22 @@ CLIENT_MALFORMED: list[tuple[str, str | bytes, str]] = [
     ("bool-for-int", '{"type":"pong","event_id":false}', "event_id: expected integer, got boolean"),
     ("text-missing", '{"type":"user_message"}', "text: required field missing"),
     ("text-wrong", '{"type":"user_message","text":5}', "text: expected string, got number"),
+    (
+        "reasoning-effort-unknown",
+        OVR % '{"agent":{"prompt":{"reasoning_effort":"extreme"}}}',
+        "conversation_config_override.agent.prompt.reasoning_effort: expected 'none' | "
+        "'minimal' | 'low' | 'medium' | 'high' | 'xhigh' | 'max', got string",
+    ),
+    (
+        "procedure-ids-not-a-list",
+        INIT % '"procedure_ids":"proc_a"',
+        "procedure_ids: expected array of strings, got string",
+    ),
+    (
+        "start-procedure-id-not-a-string",
+        INIT % '"start_procedure_ids":[1]',
+        "start_procedure_ids[0]: expected string, got number",
+    ),
     (
         "bool-wrong",
         '{"type":"client_tool_result","tool_call_id":"c","result":"r","is_error":"no"}',

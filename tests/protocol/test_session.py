@@ -27,6 +27,8 @@ from piagent.protocol.messages import (
     Interruption,
     McpToolApprovalResult,
     Ping,
+    QueueState,
+    QueueStatus,
     UnknownMessage,
     UserAudioChunk,
     UserMessage,
@@ -652,6 +654,9 @@ def test_hang_up_after_close_is_illegal() -> None:
             True,
         ),
         (3000, "Request error", None, EndReason.REQUEST_ERROR, True),
+        (3008, "too many concurrent connections", None, EndReason.QUEUE_TIMED_OUT, True),
+        (3008, "", None, EndReason.QUEUE_TIMED_OUT, True),
+        (1008, "Too many concurrent conversations", None, EndReason.QUEUE_TIMED_OUT, True),
         (4321, "", None, EndReason.PROTOCOL_ERROR, True),
     ],
 )
@@ -698,6 +703,116 @@ def test_describe_never_needs_the_url() -> None:
     ending = classify_ending(1008, "Agent not found")
     assert ending.describe() == "agent not found, code 1008, 'Agent not found'"
     assert classify_ending(None).describe() == "connection lost"
+
+
+# --- queue_status ----------------------------------------------------------------------------
+
+
+def queued(status: QueueState) -> str:
+    return encode(QueueStatus(status))
+
+
+def test_waiting_queues_the_session_and_admitted_resumes_it() -> None:
+    session = active_session()
+    assert session.queue_status is None
+    session.receive_text(queued("waiting"))
+    assert session.state is SessionState.QUEUED
+    assert session.queue_status == "waiting"
+    assert not session.can_send_audio
+    assert session.events_received() == [QueueStatus("waiting")]
+    with pytest.raises(LocalProtocolError, match="cannot send audio in state queued"):
+        session.send_audio(b"\xff")
+    with pytest.raises(LocalProtocolError, match="cannot send UserMessage in state queued"):
+        session.send_user_message("hello?")
+    session.receive_text(encode(Ping(7)))  # pings are still answered while waiting
+    assert frames(session) == [{"type": "pong", "event_id": 7}]
+    session.receive_text(queued("waiting"))  # a repeated waiting changes nothing
+    assert session.state is SessionState.QUEUED
+    session.receive_text(queued("admitted"))
+    assert session.state is SessionState.ACTIVE
+    assert session.queue_status == "admitted"
+    session.send_audio(b"\xff")
+    assert len(session.data_to_send()) == 1
+
+
+def test_waiting_before_metadata_queues_once_metadata_arrives() -> None:
+    session = Session()
+    session.initiate()
+    session.receive_text(queued("waiting"))
+    assert session.state is SessionState.INITIATING
+    session.receive_text(encode(METADATA))
+    assert session.state is SessionState.QUEUED
+    assert session.conversation_id == "conv_1"
+    assert session.events_received() == [QueueStatus("waiting"), METADATA]
+
+
+def test_admitted_before_metadata_or_when_not_waiting_changes_nothing() -> None:
+    session = Session()
+    session.initiate()
+    session.receive_text(queued("admitted"))
+    session.receive_text(encode(METADATA))
+    assert session.state is SessionState.ACTIVE
+    session.receive_text(queued("admitted"))
+    assert session.state is SessionState.ACTIVE
+    assert session.queue_status == "admitted"
+
+
+def test_timed_out_ends_the_wait_and_the_close_is_retryable() -> None:
+    session = active_session()
+    session.receive_text(queued("waiting"))
+    session.receive_text(queued("timed_out"))
+    assert session.state is SessionState.ENDING
+    session.receive_text(queued("waiting"))  # late news of the queue moves nothing now
+    assert session.state is SessionState.ENDING
+    session.receive_close(3008, "too many concurrent connections")
+    ending = session.ending
+    assert ending is not None
+    assert ending.reason is EndReason.QUEUE_TIMED_OUT
+    assert ending.retryable and ending.reason.is_error
+
+
+def test_timed_out_then_a_dropped_connection_is_still_a_queue_timeout() -> None:
+    session = Session()
+    session.initiate()
+    session.receive_text(queued("timed_out"))
+    assert session.state is SessionState.ENDING
+    session.receive_close(None)
+    assert session.ending is not None
+    assert session.ending.reason is EndReason.QUEUE_TIMED_OUT
+
+
+def test_hanging_up_while_queued_is_a_hang_up() -> None:
+    session = active_session()
+    session.receive_text(queued("waiting"))
+    session.receive_text(queued("timed_out"))
+    session.hang_up()
+    session.receive_close(1000)
+    assert session.ending is not None
+    assert session.ending.reason is EndReason.CLIENT_HANGUP
+
+
+@pytest.mark.parametrize("trigger", ["hang_up", "close", "error"])
+def test_a_queued_session_can_end_every_way(trigger: str) -> None:
+    session = active_session()
+    session.receive_text(queued("waiting"))
+    if trigger == "hang_up":
+        session.hang_up()
+        assert session.state is SessionState.CLOSING
+    elif trigger == "error":
+        session.receive_text(encode(ErrorEvent(1011)))
+        assert session.state is SessionState.ENDING
+    else:
+        session.receive_close(1006)
+        assert session.state is SessionState.CLOSED
+
+
+def test_malformed_queue_status_is_logged_and_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    session = active_session()
+    session.receive_text('{"type":"queue_status","queue_status_event":{"status":"soon"}}')
+    assert session.state is SessionState.ACTIVE
+    assert session.events_received() == []
+    assert session.stats.malformed_messages == 1
+    assert "skipping malformed server message: queue_status_event.status" in caplog.text
 
 
 # --- the transition table ---------------------------------------------------------------------
