@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from piagent import __version__
+from piagent.appliance.options import Backoff
 from piagent.audio.codecs import decode_audio, encode_audio
 from piagent.audio.resample import StreamResampler
 from piagent.config import AgentConfig, Config, Secret
@@ -73,7 +74,6 @@ from piagent.protocol.session import (
 )
 from piagent.transport import (
     CLOSE_TIMEOUT,
-    Backoff,
     ConnectFailed,
     Endpoint,
     Link,

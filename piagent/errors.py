@@ -13,6 +13,7 @@ a ``PiagentError``:
 
     RestError            rest.py       an HTTP call failed; ``fatal`` says whether to retry
     ConnectFailed        transport.py  a socket could not be opened; carries the ``Ending``
+    IllegalTransition    appliance/table.py  the appliance asked for a move its table lacks
     NotConnected         client.py     a request needs a live conversation
     DeviceError          audio/devices.py  an audio device is missing or refuses the format
     WavFileError         audio/wavio.py    a WAV file is missing or not 16-bit mono

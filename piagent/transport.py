@@ -3,8 +3,8 @@
 Owns: the conversation URL (public, or signed via ``rest.get_signed_url`` before every
 connection when an API key is configured), opening the socket with the limits the protocol
 needs (16 MiB messages, an open timeout, WebSocket keepalive pings that bound stall detection),
-the classification of connection failures into an ``Ending`` (transient or fatal), backoff
-with full jitter, and ``Link``: one open socket pumping frames to and from a ``Session``.
+the classification of connection failures into an ``Ending`` (transient or fatal), and
+``Link``: one open socket pumping frames to and from a ``Session``.
 
 Cancellation: ``Link.run`` may be cancelled at any await; the socket is then closed by the
 ``connect`` context manager of the caller. ``open_link`` may be cancelled while connecting.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import socket
 import ssl
 import urllib.parse
@@ -53,35 +52,6 @@ class ConnectFailed(PiagentError):
     def __init__(self, ending: Ending) -> None:
         super().__init__(ending.describe())
         self.ending = ending
-
-
-class Backoff:
-    """Exponential backoff with full jitter and a cap.
-
-    The n-th delay (from 0) is uniform in [0, min(cap, initial * 2**n)]: spreading retries of
-    many appliances after an outage, as the AWS architecture note on backoff recommends."""
-
-    def __init__(self, initial: float, cap: float, rng: random.Random | None = None) -> None:
-        if initial <= 0 or cap < initial:
-            raise ValueError("backoff needs 0 < initial <= cap")
-        self.initial = initial
-        self.cap = cap
-        self._rng = rng or random.Random()
-        self.attempts = 0
-
-    def bound(self) -> float:
-        """The largest delay the next ``next_delay`` can return."""
-        return min(self.cap, self.initial * 2.0 ** min(self.attempts, 62))
-
-    def next_delay(self) -> float:
-        """The delay before the next attempt."""
-        delay = self._rng.uniform(0.0, self.bound())
-        self.attempts += 1
-        return delay
-
-    def reset(self) -> None:
-        """After a success: start again from ``initial``."""
-        self.attempts = 0
 
 
 def public_url(server: str, agent_id: str) -> str:
