@@ -70,6 +70,32 @@ def test_an_invalid_file_prints_one_line_per_problem_and_exits_78(tmp_path: Path
     assert f"{path}: audio.inptu: unknown key (did you mean 'input'?)" in result.stderr
 
 
+def test_the_newer_overrides_are_checked_by_key_path(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "agent:\n  agent_id: x\n  reasoning_effort: extreme\n  procedure_ids: p1\n"
+        "  tts: {speed: 9, stability: -1, similarity_boost: 2}\n",
+        "utf-8",
+    )
+    result = check_config(str(path))
+    assert result.returncode == EX_CONFIG
+    keys = [line.split(": ")[1] for line in result.stderr.splitlines()]
+    assert sorted(keys) == [
+        "agent.procedure_ids",
+        "agent.reasoning_effort",
+        "agent.tts.similarity_boost",
+        "agent.tts.speed",
+        "agent.tts.stability",
+    ]
+    path.write_text(
+        "agent:\n  agent_id: x\n  reasoning_effort: low\n  procedure_ids: []\n"
+        "  tts: {speed: 1.1, stability: 0.4, similarity_boost: 0.75}\n",
+        "utf-8",
+    )
+    result = check_config(str(path))
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_syntax_error_is_one_line_with_its_line_number(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("agent:\n  agent_id: x\n  server: [\n", "utf-8")

@@ -1,4 +1,4 @@
-"""config.py: the example file, defaults, one-pass validation naming key paths, the API key."""
+"""piagent.config: the example file, defaults, one-pass validation naming key paths, the API key."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from piagent.config import (
     BUILTIN_TOOLS,
     DEFAULT_LED_PATTERNS,
     LED_STATES,
+    REASONING_EFFORTS,
     AgentConfig,
     CommandToolConfig,
     Config,
@@ -124,6 +125,46 @@ def test_defaults_when_keys_are_absent() -> None:
     assert config.tools.builtins == BUILTIN_TOOLS
     assert dict(config.tools.commands) == {} and dict(config.tools.python) == {}
     assert (config.logging.level, config.logging.journal) == ("info", "auto")
+
+
+def test_the_newer_overrides_are_read() -> None:
+    agent = parse_config(
+        {
+            "agent": {
+                "agent_id": "x",
+                "reasoning_effort": "none",
+                "procedure_ids": ["proc_1", "proc_2"],
+                "tts": {"speed": 0.7, "stability": 0, "similarity_boost": 1},
+            }
+        }
+    ).agent
+    assert agent.reasoning_effort == "none"
+    assert agent.procedure_ids == ("proc_1", "proc_2")
+    assert (agent.tts.speed, agent.tts.stability, agent.tts.similarity_boost) == (0.7, 0.0, 1.0)
+    assert isinstance(agent.tts.stability, float)
+    defaults = parse_config({"agent": {"agent_id": "x"}}).agent
+    assert (defaults.reasoning_effort, defaults.procedure_ids) == (None, None)
+
+
+def test_an_empty_procedure_list_means_none_of_them() -> None:
+    agent = parse_config({"agent": {"agent_id": "x", "procedure_ids": []}}).agent
+    assert agent.procedure_ids == ()
+
+
+def test_every_reasoning_effort_the_protocol_knows_is_accepted() -> None:
+    for effort in REASONING_EFFORTS:
+        config = parse_config({"agent": {"agent_id": "x", "reasoning_effort": effort}})
+        assert config.agent.reasoning_effort == effort
+
+
+def test_waiting_is_a_led_state_with_its_own_pattern() -> None:
+    assert "waiting" in LED_STATES
+    waiting = DEFAULT_LED_PATTERNS["waiting"]
+    assert waiting != DEFAULT_LED_PATTERNS["connecting"]
+    config = parse_config(
+        {"agent": {"agent_id": "x"}, "gpio": {"leds": {"patterns": {"waiting": {"mode": "off"}}}}}
+    )
+    assert config.gpio.leds.patterns["waiting"] == dataclasses.replace(waiting, mode="off")
 
 
 def test_an_empty_file_only_lacks_the_agent_id(tmp_path: Path) -> None:
@@ -249,6 +290,43 @@ BAD = [
         "",
     ),
     ("tts-typo", A.replace("}", ", tts: {sped: 1}}"), "agent.tts.sped", "did you mean 'speed'?"),
+    ("tts-speed-low", A.replace("}", ", tts: {speed: 0.5}}"), "agent.tts.speed", "got 0.5"),
+    (
+        "tts-similarity-high",
+        A.replace("}", ", tts: {similarity_boost: 1.01}}"),
+        "agent.tts.similarity_boost",
+        "(0-1)",
+    ),
+    (
+        "reasoning-effort-word",
+        A.replace("}", ", reasoning_effort: meduim}"),
+        "agent.reasoning_effort",
+        "did you mean 'medium'?",
+    ),
+    (
+        "reasoning-effort-bool",
+        A.replace("}", ", reasoning_effort: off}"),
+        "agent.reasoning_effort",
+        "null or one of none, minimal, low, medium, high, xhigh, max, got false",
+    ),
+    (
+        "procedure-ids-string",
+        A.replace("}", ", procedure_ids: proc_1}"),
+        "agent.procedure_ids",
+        "a list of procedure IDs",
+    ),
+    (
+        "procedure-ids-space",
+        A.replace("}", ", procedure_ids: ['proc 1']}"),
+        "agent.procedure_ids",
+        "got ['proc 1']",
+    ),
+    (
+        "procedure-ids-twice",
+        A.replace("}", ", procedure_ids: [p1, p2, p1]}"),
+        "agent.procedure_ids",
+        "an ID is listed twice",
+    ),
     ("llm-temperature", A.replace("}", ", llm: {temperature: 2.5}}"), "agent.llm.temperature", ""),
     ("llm-tokens-float", A.replace("}", ", llm: {max_tokens: 1.5}}"), "agent.llm.max_tokens", ""),
     (
