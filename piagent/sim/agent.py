@@ -89,6 +89,7 @@ OVERRIDE_PATHS = frozenset(
         "agent.max_conversation_duration_message",
         "agent.prompt.prompt",
         "agent.prompt.llm",
+        "agent.prompt.reasoning_effort",
         "agent.prompt.tool_ids",
         "agent.prompt.native_mcp_server_ids",
         "agent.prompt.knowledge_base",
@@ -160,6 +161,7 @@ class AgentDefinition:
     # Overrides (protocol.md §7.3).
     allowed_overrides: tuple[str, ...] = ("all",)
     allow_custom_llm_extra_body: bool = True
+    allow_procedure_ids: bool = True  # enable_procedure_ids_from_client (procedure_ids, start_...)
     on_disallowed_override: OverridePolicy = "close"
     reject_before_metadata: bool = False  # rejections (override, dynamic variable) come first
     # Session start.
@@ -167,6 +169,13 @@ class AgentDefinition:
     strict_initiation: bool = False  # anything else first: close 1008 instead of "no overrides"
     strict_messages: bool = False  # unknown client types (and bad feedback): close 1008
     echo_user_message: bool = False  # also send a user message back as user_transcript
+    # Concurrency (protocol.md §4 queue_status): None = no limit. Over the limit a new
+    # conversation gets metadata, then queue_status waiting (what it sends is discarded), then
+    # admitted once a slot frees, or timed_out and close 3008 after queue_wait_timeout.
+    # queueing false: refused at once with close 3008 instead.
+    concurrency_limit: int | None = None
+    queueing: bool = True
+    queue_wait_timeout: float = 60.0
     # Timers.
     max_duration: float = 600.0
     no_input_timeout: float = 60.0
@@ -206,7 +215,13 @@ class AgentDefinition:
                 object.__setattr__(self, key, _convert(value, tuple[str, ...], key))
         if not self.agent_id:
             raise ScenarioError("agent_id: must not be empty")
-        for key in ("max_duration", "no_input_timeout", "response_timeout_secs", "audio_pace"):
+        for key in (
+            "max_duration",
+            "no_input_timeout",
+            "response_timeout_secs",
+            "audio_pace",
+            "queue_wait_timeout",
+        ):
             _check_positive(getattr(self, key), key)
         for key in ("turn_timeout", "ping_interval", "signed_url_ttl"):
             if getattr(self, key) is not None:
@@ -223,6 +238,8 @@ class AgentDefinition:
             raise ScenarioError("audio_chunk_ms: must be between 10 and 5000")
         if not -120 < self.vad_threshold_db < 0:
             raise ScenarioError("vad_threshold_db: must be between -120 and 0 (dBFS)")
+        if self.concurrency_limit is not None and self.concurrency_limit < 0:
+            raise ScenarioError("concurrency_limit: must be >= 0 (null: no limit)")
         if self.max_missed_pongs is not None and self.max_missed_pongs < 1:
             raise ScenarioError("max_missed_pongs: must be >= 1")
         if self.refuse_upgrade is not None and not 400 <= self.refuse_upgrade <= 599:

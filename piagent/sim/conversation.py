@@ -7,10 +7,13 @@ five tasks and nothing else:
   ``invalid_message``), records them, feeds user audio to the VAD, sends ``vad_score`` and
   ``user_transcript``, has the ``Speaker`` interrupt the agent, and queues user turns (a
   bounded queue);
-* ``_drive``: initiation data, overrides, metadata, the first message, the scenario steps,
-  then the parrot; it is the only task that starts agent turns (played by the ``Speaker``);
-* ``_send_pings``: ``ping`` every ``ping_interval`` with the last measured round trip;
-* ``_watch_timers``: max duration and the no-input timeout;
+* ``_drive``: initiation data, overrides, metadata, a slot under the agent's concurrency
+  limit (waiting in its queue if need be: ``queue_status``, with every client frame discarded
+  meanwhile), the first message, the scenario steps, then the parrot; it is the only task that
+  starts agent turns (played by the ``Speaker``);
+* ``_send_pings``: ``ping`` every ``ping_interval`` with the last measured round trip, once
+  admitted;
+* ``_watch_timers``: max duration and the no-input timeout, from admission on;
 * ``_watch_shutdown``: ends the conversation when the server stops.
 
 A task ends the conversation by raising ``EndConversation`` with an ``Ending`` (what to say,
@@ -53,6 +56,8 @@ from piagent.protocol.messages import (
     MultimodalMessage,
     Ping,
     Pong,
+    QueueState,
+    QueueStatus,
     ServerEvent,
     UnknownMessage,
     UserActivity,
@@ -68,12 +73,15 @@ from piagent.sim.endings import (
     EndConversation,
     Ending,
     close_info,
+    conversations_refused,
     end_call,
     invalid_message,
     max_duration_exceeded,
     no_input,
+    queue_timed_out,
 )
 from piagent.sim.overrides import SessionSettings, raw_object, resolve_session
+from piagent.sim.queue import Slots
 from piagent.sim.record import ConversationRecord
 from piagent.sim.scenario import (
     AgentSay,
@@ -138,8 +146,13 @@ class Conversation:
         record: ConversationRecord,
         *,
         record_traffic: bool = True,
+        slots: Slots | None = None,
     ) -> None:
         self.ws = ws
+        self._slots = slots  # the agent's concurrency limit; None: no limit
+        self._holding_slot = False
+        self._queued = False  # waiting for a slot: client frames are discarded
+        self._admitted = asyncio.Event()  # the conversation holds a slot (or needs none)
         self._record_traffic = record_traffic
         self.agent = agent
         self.scenario = scenario
@@ -185,6 +198,14 @@ class Conversation:
 
     async def run(self) -> None:
         """Hold the conversation until it ends, then close the socket and the record."""
+        try:
+            await self._run()
+        finally:
+            if self._holding_slot:
+                assert self._slots is not None
+                self._slots.release()
+
+    async def _run(self) -> None:
         ending: Ending | None = None
         try:
             async with asyncio.TaskGroup() as group:
@@ -302,6 +323,9 @@ class Conversation:
                     )
                 self._initiated.set()  # no overrides
             await self._metadata_sent.wait()  # nothing is answered before the metadata
+            if self._queued:
+                self.record.discarded_while_queued += 1  # the platform discards it too (§4)
+                continue
             await self._dispatch(message)
 
     async def _dispatch(self, message: ClientMessage | UnknownMessage) -> None:
@@ -461,6 +485,38 @@ class Conversation:
         self._metadata_sent.set()
         if rejection is not None:
             raise EndConversation(rejection)  # observed: metadata first, then the close (§2)
+        await self._take_slot()
+        self._started = self._last_input = self._last_activity = self._loop.time()
+        self._admitted.set()
+
+    async def _take_slot(self) -> None:
+        """A slot under the agent's concurrency limit, or a place in its queue (protocol.md §4
+        ``queue_status``): metadata first, then ``waiting``; everything the client sends is
+        discarded until ``admitted``. A wait longer than ``queue_wait_timeout`` ends with
+        ``timed_out`` and close 3008."""
+        slots = self._slots
+        if slots is None:
+            return
+        if slots.try_take():
+            self._holding_slot = True
+            return
+        if not self.agent.queueing:
+            raise EndConversation(conversations_refused())
+        self._queued = True  # before any await: no client frame slips through
+        await self._send_queue_status("waiting")
+        try:
+            async with asyncio.timeout(self.agent.queue_wait_timeout):
+                await slots.wait()
+                self._holding_slot = True
+        except TimeoutError:
+            self.record.queue_statuses.append("timed_out")
+            raise EndConversation(queue_timed_out()) from None
+        self._queued = False
+        await self._send_queue_status("admitted")
+
+    async def _send_queue_status(self, status: QueueState) -> None:
+        self.record.queue_statuses.append(status)
+        await self._emit(QueueStatus(status))
 
     def _take_reply_id(self) -> int:
         reply_id, self._reply_id = self._reply_id, None
@@ -601,7 +657,7 @@ class Conversation:
         interval = self.agent.ping_interval
         if interval is None or not self.agent.sends("ping"):
             return
-        await self._metadata_sent.wait()
+        await self._admitted.wait()  # a queued client's pongs would be discarded
         previous: int | None = None
         while True:
             await asyncio.sleep(interval)
@@ -626,8 +682,8 @@ class Conversation:
             await self._send_text(frame)
 
     async def _watch_timers(self) -> None:
-        """Max duration and the no-input timeout (protocol.md §8, §12)."""
-        await self._metadata_sent.wait()
+        """Max duration and the no-input timeout (protocol.md §8, §12), from admission on."""
+        await self._admitted.wait()
         while True:
             now = self._loop.time()
             duration_end = self._started + self.agent.max_duration

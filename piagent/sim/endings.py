@@ -3,8 +3,9 @@
 Owns ``Ending`` (optional words to speak, events to send, then a close code and reason),
 ``EndConversation`` (the exception that carries one out of a task and tears the conversation's
 TaskGroup down), the endings protocol.md names (§7: ``invalid_message`` 1008, §4.2/§8: max
-duration 1000 and ``transport_receive_timeout`` 1002, ``end_call``), and ``close_info``, which
-reads back how a closed socket ended.
+duration 1000 and ``transport_receive_timeout`` 1002, ``end_call``; §4/§7.1: a queued wait
+that timed out, or a refusal at the concurrency limit, 3008), and ``close_info``, which reads
+back how a closed socket ended.
 
 Pure apart from reading a closed connection's close frames.
 """
@@ -16,16 +17,19 @@ from dataclasses import dataclass
 
 from websockets.asyncio.server import ServerConnection
 
-from piagent.protocol.messages import AgentToolResponse, ErrorEvent, ServerEvent
+from piagent.protocol.messages import AgentToolResponse, ErrorEvent, QueueStatus, ServerEvent
 
 __all__ = [
+    "TOO_MANY_CONVERSATIONS",
     "EndConversation",
     "Ending",
     "close_info",
+    "conversations_refused",
     "end_call",
     "invalid_message",
     "max_duration_exceeded",
     "no_input",
+    "queue_timed_out",
 ]
 
 
@@ -76,6 +80,21 @@ def end_call(event_id: int) -> Ending:
     call_id = f"end_call_{secrets.token_hex(6)}"
     event = AgentToolResponse("end_call", call_id, "system", False, True, event_id)
     return Ending(1000, "end_call", (event,))
+
+
+# The close of a conversation the agent's concurrency limit keeps out (protocol.md §7.1).
+TOO_MANY_CONVERSATIONS = "too many concurrent connections"
+
+
+def queue_timed_out() -> Ending:
+    """A queued wait ran out: ``queue_status`` ``timed_out``, then close 3008."""
+    return Ending(3008, TOO_MANY_CONVERSATIONS, (QueueStatus("timed_out"),))
+
+
+def conversations_refused() -> Ending:
+    """The agent is at its limit and does not queue: close 3008 at once (an assumption: the
+    platform's refusal without a queue is not documented)."""
+    return Ending(3008, TOO_MANY_CONVERSATIONS)
 
 
 def close_info(ws: ServerConnection) -> tuple[int, str]:

@@ -54,8 +54,11 @@ class SessionSettings:
     stability: float | None = None
     similarity_boost: float | None = None
     llm: str | None = None
+    reasoning_effort: str | None = None
     dynamic_variables: Mapping[str, Any] | None = None
     custom_llm_extra_body: Mapping[str, Any] | None = None
+    procedure_ids: tuple[str, ...] | None = None  # None: the agent's own (all of them)
+    start_procedure_ids: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +101,8 @@ def disallowed_overrides(agent: AgentDefinition, raw_initiation: Mapping[str, An
     """Dotted paths of overrides in the raw initiation message that ``agent`` does not allow.
 
     ``custom_llm_extra_body`` has its own flag; an empty object sets nothing (the Python SDK
-    always sends ``{}``)."""
+    always sends ``{}``). ``procedure_ids`` and ``start_procedure_ids`` share the agent's
+    ``allow_procedure_ids`` (enable_procedure_ids_from_client); an empty list is a value."""
     refused: list[str] = []
     override = raw_initiation.get("conversation_config_override")
     if isinstance(override, Mapping):
@@ -108,7 +112,12 @@ def disallowed_overrides(agent: AgentDefinition, raw_initiation: Mapping[str, An
     extra = raw_initiation.get("custom_llm_extra_body")
     if isinstance(extra, Mapping) and extra and not agent.allow_custom_llm_extra_body:
         refused.append("custom_llm_extra_body")
+    if not agent.allow_procedure_ids:
+        refused.extend(key for key in _PROCEDURE_KEYS if raw_initiation.get(key) is not None)
     return refused
+
+
+_PROCEDURE_KEYS = ("procedure_ids", "start_procedure_ids")
 
 
 def override_reason(path: str) -> str:
@@ -180,6 +189,7 @@ def resolve_session(
         and ((conv is not None and conv.text_only is True) or quirk_text_only)
     )
     extra = initiation.custom_llm_extra_body if initiation else None
+    procedures = agent.allow_procedure_ids
     variables = dict(initiation.dynamic_variables or {}) if initiation else {}
     settings = SessionSettings(
         first_message=pick(
@@ -198,8 +208,13 @@ def resolve_session(
         stability=pick(tts.stability if tts else None, "tts.stability", None),
         similarity_boost=pick(tts.similarity_boost if tts else None, "tts.similarity_boost", None),
         llm=pick(prompt.llm if prompt else None, "agent.prompt.llm", None),
+        reasoning_effort=pick(
+            prompt.reasoning_effort if prompt else None, "agent.prompt.reasoning_effort", None
+        ),
         dynamic_variables=variables,
         custom_llm_extra_body=extra if agent.allow_custom_llm_extra_body else None,
+        procedure_ids=initiation.procedure_ids if initiation and procedures else None,
+        start_procedure_ids=initiation.start_procedure_ids if initiation and procedures else None,
     )
     if problem is None:
         missing = find_missing_variables([settings.prompt, settings.first_message], variables)

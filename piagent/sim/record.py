@@ -55,6 +55,8 @@ class ConversationRecord:
     context: dict[str | None, str] = field(default_factory=dict)  # latest text per context_id
     user_activity: int = 0
     mcp_approvals: list[McpToolApprovalResult] = field(default_factory=list)
+    queue_statuses: list[str] = field(default_factory=list)  # queue_status values sent
+    discarded_while_queued: int = 0  # client frames dropped while waiting in the queue
     sent: list[str] = field(default_factory=list)  # every text frame sent, in order
     failure: str | None = None  # why the simulator ended it, when it was not the plan
     close_code: int | None = None

@@ -4,7 +4,8 @@ Owns the ``websockets`` server (``websockets.asyncio.server.serve``): routing of
 request in ``process_request`` (the conversation socket at ``/v1/convai/conversation``, signed
 URLs, voices; upgrade refusals and delays injected per agent), sub-protocol selection
 (``convai`` when offered, protocol.md §1.1), the per-socket checks before a conversation starts
-(known agent, signature of a private agent: §1.2, §7.4), the list of ``ConversationRecord``
+(known agent, signature of a private agent: §1.2, §7.4), each agent's conversation slots
+under its concurrency limit (``queue``), the list of ``ConversationRecord``
 tests inspect, running in a background thread for synchronous tests, and ``run_from_args`` for
 ``piagent sim``. What happens inside a conversation lives in ``conversation``.
 """
@@ -40,6 +41,7 @@ from piagent.sim.endpoints import (
     voice_preview,
     voices_response,
 )
+from piagent.sim.queue import Slots
 from piagent.sim.record import ConversationRecord
 from piagent.sim.scenario import Scenario, load_scenario
 
@@ -116,6 +118,7 @@ class SimServer:
         self._new_conversation = asyncio.Event()
         self._signed = SignedUrls()
         self._refused: dict[str, int] = {}
+        self._slots: dict[str, Slots] = {}
         self._thread_stop: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
     # ----------------------------------------------------------------------------------------
@@ -259,6 +262,15 @@ class SimServer:
             return None
         return self.scenario.apply(base) if self.scenario else base
 
+    def _slots_for(self, agent: AgentDefinition) -> Slots | None:
+        """The agent's conversation slots (one ``Slots`` per agent id), None without a limit."""
+        if agent.concurrency_limit is None:
+            return None
+        slots = self._slots.get(agent.agent_id)
+        if slots is None:
+            slots = self._slots[agent.agent_id] = Slots(agent.concurrency_limit)
+        return slots
+
     def _api_keys(self) -> set[str]:
         return {key for agent in self._known_agents() for key in agent.api_keys}
 
@@ -362,7 +374,12 @@ class SimServer:
             record.mark_closed(*close_info(ws))
             return
         conversation = Conversation(
-            ws, agent, self.scenario, record, record_traffic=self.settings.record_traffic
+            ws,
+            agent,
+            self.scenario,
+            record,
+            record_traffic=self.settings.record_traffic,
+            slots=self._slots_for(agent),
         )
         self._live.add(conversation)
         try:

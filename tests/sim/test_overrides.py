@@ -24,7 +24,11 @@ from piagent.sim.server import SimServer
 
 from .conftest import fast_agent, talk
 
-STRICT = {"allowed_overrides": ("agent.first_message", "tts"), "allow_custom_llm_extra_body": False}
+STRICT = {
+    "allowed_overrides": ("agent.first_message", "tts"),
+    "allow_custom_llm_extra_body": False,
+    "allow_procedure_ids": False,
+}
 
 
 async def refused(initiation: dict[str, Any], **agent: Any) -> tuple[Any, Any, list[Any]]:
@@ -46,6 +50,12 @@ async def refused(initiation: dict[str, Any], **agent: Any) -> tuple[Any, Any, l
         ({"conversation_config_override": {"text_only": True}}, "text_only"),  # Python SDK quirk
         ({"conversation_config_override": {"agent": {"unheard_of": 1}}}, "unheard_of"),
         ({"custom_llm_extra_body": {"temperature": 0.2}}, "custom_llm_extra_body"),
+        (
+            {"conversation_config_override": {"agent": {"prompt": {"reasoning_effort": "low"}}}},
+            "reasoning_effort",
+        ),
+        ({"procedure_ids": []}, "procedure_ids"),
+        ({"start_procedure_ids": ["p1"]}, "start_procedure_ids"),
     ],
 )
 async def test_disallowed_override_closes_1008_with_the_exact_reason(
@@ -100,6 +110,40 @@ async def test_permitted_overrides_take_effect() -> None:
         0.3,
     )
     assert settings.custom_llm_extra_body == {"temperature": 0.1}
+
+
+async def test_the_newer_fields_are_accepted_and_recorded() -> None:
+    initiation = {
+        "conversation_config_override": {
+            "agent": {"prompt": {"reasoning_effort": "xhigh"}},
+            "tts": {"speed": 0.9, "stability": 0.6, "similarity_boost": 0.85},
+        },
+        "procedure_ids": ["proc_a", "proc_b"],
+        "start_procedure_ids": ["proc_a"],
+    }
+    agent = fast_agent(allowed_overrides=("agent.prompt.reasoning_effort", "tts"))
+    async with SimServer([agent]) as sim, talk(sim, initiate=initiation) as client:
+        await client.wait_for(AgentResponse)
+    record = sim.conversations[0]
+    settings = record.settings
+    assert settings is not None
+    assert settings.reasoning_effort == "xhigh"
+    assert (settings.speed, settings.stability, settings.similarity_boost) == (0.9, 0.6, 0.85)
+    assert (settings.procedure_ids, settings.start_procedure_ids) == (
+        ("proc_a", "proc_b"),
+        ("proc_a",),
+    )
+    assert record.initiation is not None and record.initiation.procedure_ids == ("proc_a", "proc_b")
+
+
+async def test_ignored_procedure_ids_are_dropped() -> None:
+    agent = fast_agent(allow_procedure_ids=False, on_disallowed_override="ignore")
+    initiation = {"procedure_ids": ["p1"], "start_procedure_ids": ["p1"]}
+    async with SimServer([agent]) as sim, talk(sim, initiate=initiation) as client:
+        await client.wait_for(AgentResponse)
+    settings = sim.conversations[0].settings
+    assert settings is not None
+    assert (settings.procedure_ids, settings.start_procedure_ids) == (None, None)
 
 
 async def test_voice_id_changes_the_synthesized_voice() -> None:
