@@ -95,7 +95,35 @@ def deps(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def env(deps: Path) -> dict[str, str]:
+def apt_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An APT_CONFIG under which apt-cache keeps its package cache, for the module.
+
+    Each install asks apt-cache about a few packages (python3-lgpio, and the candidates of
+    python3-websockets and python3-gpiozero). A system that disables apt's binary cache
+    (Docker images do, in apt.conf.d/docker-clean) rebuilds it from the package lists at
+    every call, about 1 s each, so a dozen installs spent half a minute there. The
+    installer's apt-cache and the package lists stay the real ones; only the cache is kept,
+    in a directory of the test's own. apt reads APT_CONFIG before apt.conf.d, so the parts
+    are read from a copy of that directory that links to the system's files, and a last
+    part of the test's own names the cache files."""
+    directory = tmp_path_factory.mktemp("apt")
+    parts = directory / "apt.conf.d"
+    parts.mkdir()
+    system_parts = Path("/etc/apt/apt.conf.d")
+    if system_parts.is_dir():
+        for part in system_parts.iterdir():
+            (parts / part.name).symlink_to(part)
+    (parts / "zz-piagent-test-cache").write_text(
+        f'Dir::Cache::pkgcache "{directory / "pkgcache.bin"}";\n'
+        f'Dir::Cache::srcpkgcache "{directory / "srcpkgcache.bin"}";\n'
+    )
+    config = directory / "apt.conf"
+    config.write_text(f'Dir::Etc::parts "{parts}";\n')
+    return config
+
+
+@pytest.fixture(scope="module")
+def env(deps: Path, apt_config: Path) -> dict[str, str]:
     return {
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/root"),
@@ -104,6 +132,7 @@ def env(deps: Path) -> dict[str, str]:
         "PIP_CONFIG_FILE": os.devnull,  # no site pip configuration (indexes, find-links)
         "PIP_NO_INDEX": "1",  # nothing may be downloaded
         "ELEVENLABS_API_KEY": KEY,
+        "APT_CONFIG": str(apt_config),
     }
 
 
