@@ -10,6 +10,10 @@ listening socket. Modules:
 * ``voice``: deterministic speech-like audio for text answers, and the premade voice list
 * ``turns``: one agent turn cut into aligned audio chunks, with its playback clock
 * ``speaker``: plays agent turns paced on one connection and handles barge-in
+* ``keepalive``: the agent's JSON pings and the pongs that answer them
+* ``tool_calls``: client tool calls and their results
+* ``steps``: carries out a scenario's steps on a conversation
+* ``queue``: an agent's conversation slots under its concurrency limit, and their queue
 * ``endings``: how conversations end (close codes, error events)
 * ``record``: ``ConversationRecord``, what tests inspect
 * ``conversation``: the per-connection conversation (one TaskGroup per connection)

@@ -1,8 +1,9 @@
 """Simulated agent definitions: what each agent says, allows and how its timers are set.
 
 Owns ``AgentDefinition`` (one frozen dataclass per agent, every field with a default, so
-``AgentDefinition()`` is the public demo parrot), ``ServerSettings`` (switches of the server as a
-whole) and the agent-file loader (``--agent FILE``). Validation is strict: an unknown key or a
+``AgentDefinition()`` is the public demo parrot), which optional events its ``client_events``
+let out (``OPTIONAL_EVENTS``), ``ServerSettings`` (switches of the server as a whole) and the
+agent-file loader (``--agent FILE``). Validation is strict: an unknown key or a
 wrong value raises ``ScenarioError`` naming the entry and key (``agents[1].ping_interval: ...``).
 
 Pure: no I/O except reading the agent file in ``load_agent_file``.
@@ -20,12 +21,26 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from piagent.errors import ScenarioError
-from piagent.protocol.messages import AudioFormat
+from piagent.protocol.messages import (
+    AgentChatResponsePart,
+    AgentResponse,
+    AgentResponseCorrection,
+    AgentToolResponse,
+    Audio,
+    AudioFormat,
+    ClientToolCall,
+    Interruption,
+    Ping,
+    ServerEvent,
+    UserTranscript,
+    VadScore,
+)
 
 __all__ = [
     "CLIENT_EVENT_NAMES",
     "DEFAULT_CLIENT_EVENTS",
     "DEFAULT_FIRST_MESSAGE",
+    "OPTIONAL_EVENTS",
     "OVERRIDE_PATHS",
     "AgentDefinition",
     "AgentFile",
@@ -79,6 +94,20 @@ DEFAULT_CLIENT_EVENTS: tuple[str, ...] = (
     "agent_tool_response",
     "ping",
 )
+
+# Optional server events and the client_events name that enables each (protocol.md §4.3).
+OPTIONAL_EVENTS: Mapping[type[Any], str] = {
+    Audio: "audio",
+    AgentResponse: "agent_response",
+    AgentResponseCorrection: "agent_response_correction",
+    AgentChatResponsePart: "agent_chat_response_part",
+    UserTranscript: "user_transcript",
+    VadScore: "vad_score",
+    Interruption: "interruption",
+    Ping: "ping",
+    ClientToolCall: "client_tool_call",
+    AgentToolResponse: "agent_tool_response",
+}
 
 # The permission flags of platform_settings.overrides.conversation_config_override (§7.3),
 # as dotted paths. A section name (``tts``) allows everything under it; ``all`` allows all.
@@ -271,6 +300,12 @@ class AgentDefinition:
     def sends(self, event_type: str) -> bool:
         """Whether the optional server event ``event_type`` is enabled (``client_events``)."""
         return event_type in self.client_events
+
+    def sends_event(self, event: ServerEvent) -> bool:
+        """Whether ``event`` goes out: always, unless it is an optional event the agent's
+        ``client_events`` leave out."""
+        name = OPTIONAL_EVENTS.get(type(event))
+        return name is None or self.sends(name)
 
     def merged(self, changes: Mapping[str, Any], where: str = "agent") -> AgentDefinition:
         """A copy with ``changes`` (plain YAML values) applied, validated like a file entry."""

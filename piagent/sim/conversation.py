@@ -11,15 +11,14 @@ five tasks and nothing else:
   limit (waiting in its queue if need be: ``queue_status``, with every client frame discarded
   meanwhile), the first message, the scenario steps, then the parrot; it is the only task that
   starts agent turns (played by the ``Speaker``);
-* ``_send_pings``: ``ping`` every ``ping_interval`` with the last measured round trip, once
-  admitted;
+* ``_send_pings``: the ``Keepalive`` (``ping`` every ``ping_interval``), once admitted;
 * ``_watch_timers``: max duration and the no-input timeout, from admission on;
 * ``_watch_shutdown``: ends the conversation when the server stops.
 
 A task ends the conversation by raising ``EndConversation`` with an ``Ending`` (what to say,
 which events to send, which close code); the group cancels the others and ``run`` carries the
 ending out after the group is gone, so endings never race with the tasks. Every frame goes out
-through ``_send_text``, which a stall holds back (protocol.md §12 fault injection).
+through ``send_text``, which a stall holds back (protocol.md §12 fault injection).
 """
 
 from __future__ import annotations
@@ -27,10 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import count
-from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -38,23 +35,15 @@ from websockets.exceptions import ConnectionClosed
 from piagent.audio.codecs import decode_audio
 from piagent.errors import RemoteProtocolError
 from piagent.protocol.messages import (
-    AgentChatResponsePart,
-    AgentResponse,
-    AgentResponseCorrection,
-    AgentToolResponse,
-    Audio,
     ClientMessage,
-    ClientToolCall,
     ClientToolResult,
     ContextualUpdate,
     ConversationInitiationClientData,
     ConversationInitiationMetadata,
     ErrorEvent,
     Feedback,
-    Interruption,
     McpToolApprovalResult,
     MultimodalMessage,
-    Ping,
     Pong,
     QueueState,
     QueueStatus,
@@ -74,31 +63,21 @@ from piagent.sim.endings import (
     Ending,
     close_info,
     conversations_refused,
-    end_call,
     invalid_message,
     max_duration_exceeded,
     no_input,
     queue_timed_out,
 )
+from piagent.sim.keepalive import Keepalive
 from piagent.sim.overrides import SessionSettings, raw_object, resolve_session
 from piagent.sim.queue import Slots
 from piagent.sim.record import ConversationRecord
 from piagent.sim.scenario import (
-    AgentSay,
-    CloseStep,
-    EndCall,
-    ExpectUserTurn,
-    MaxDuration,
     Scenario,
-    SendJson,
-    SendOversize,
-    SendText,
-    Sleep,
-    Stall,
-    Step,
-    ToolCallStep,
 )
 from piagent.sim.speaker import Speaker
+from piagent.sim.steps import run_steps
+from piagent.sim.tool_calls import ToolCalls
 from piagent.sim.turns import AgentTurn
 from piagent.sim.vad import EnergyVad, SpeechEnded, SpeechStarted, VadLevel
 
@@ -108,20 +87,6 @@ logger = logging.getLogger(__name__)
 
 USER_TURN_QUEUE = 8  # user turns waiting for an answer; when full the oldest is dropped
 FINISH_TIMEOUT = 30.0  # the ending (a spoken message, events, the close) gets this long
-
-# Optional server events and the client_events name that enables each (protocol.md §4.3).
-_OPTIONAL: dict[type[Any], str] = {
-    Audio: "audio",
-    AgentResponse: "agent_response",
-    AgentResponseCorrection: "agent_response_correction",
-    AgentChatResponsePart: "agent_chat_response_part",
-    UserTranscript: "user_transcript",
-    VadScore: "vad_score",
-    Interruption: "interruption",
-    Ping: "ping",
-    ClientToolCall: "client_tool_call",
-    AgentToolResponse: "agent_tool_response",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +133,8 @@ class Conversation:
         self._metadata_sent = asyncio.Event()
         self._turns: asyncio.Queue[_UserTurn] = asyncio.Queue(USER_TURN_QUEUE)
         self._speaker = Speaker(agent, self._emit, record)
-        self._pending_tools: dict[str, asyncio.Future[ClientToolResult]] = {}
-        self._pings: dict[int, float] = {}  # unanswered ping event id -> time sent
-        self._missed_in_row = 0
-        self._last_rtt_ms: int | None = None
+        self.tools = ToolCalls(record, self._emit)
+        self._keepalive = Keepalive(agent, record, self._ids, self.send_text)
         self._reply_id: int | None = None
         now = self._loop.time()
         self._started = self._last_input = self._last_activity = now
@@ -230,7 +193,7 @@ class Conversation:
     # ----------------------------------------------------------------------------------------
     # Sending
 
-    async def _send_text(self, text: str) -> None:
+    async def send_text(self, text: str) -> None:
         await self._unstalled.wait()
         if self._record_traffic:
             self.record.sent.append(text)
@@ -238,9 +201,8 @@ class Conversation:
 
     async def _emit(self, event: ServerEvent) -> None:
         """Send ``event`` unless it is an optional event the agent's client_events omit."""
-        name = _OPTIONAL.get(type(event))
-        if name is None or self.agent.sends(name):
-            await self._send_text(encode(event))
+        if self.agent.sends_event(event):
+            await self.send_text(encode(event))
 
     async def _finish(self, ending: Ending) -> None:
         if ending.code is not None:
@@ -334,7 +296,7 @@ class Conversation:
             case UserAudioChunk():
                 await self._receive_audio(message.audio, now)
             case Pong(event_id=event_id):
-                self._receive_pong(event_id, now)
+                self._keepalive.receive_pong(event_id, now)
             case UserMessage(text=text):
                 await self._receive_user_text(text or "", now)
             case MultimodalMessage(text=text):
@@ -354,13 +316,8 @@ class Conversation:
                     )
                 else:
                     logger.warning("feedback for event_id %d, not an agent turn", event_id)
-            case ClientToolResult(tool_call_id=call_id):
-                self.record.tool_results.append(message)
-                waiter = self._pending_tools.get(call_id)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(message)
-                else:
-                    logger.warning("client_tool_result for unknown tool_call_id %r", call_id)
+            case ClientToolResult():
+                self.tools.receive_result(message)
             case McpToolApprovalResult():
                 self.record.mcp_approvals.append(message)
             case ConversationInitiationClientData():
@@ -416,16 +373,6 @@ class Conversation:
             logger.warning("user turn %d dropped: too many unanswered", dropped.transcript_id)
         self._turns.put_nowait(turn)
 
-    def _receive_pong(self, event_id: int, now: float) -> None:
-        self.record.pongs.append(event_id)
-        sent = self._pings.pop(event_id, None)
-        if sent is None:
-            logger.info("pong for unknown or already answered ping %d", event_id)
-            return
-        self._last_rtt_ms = round((now - sent) * 1000)
-        self.record.ping_rtts_ms.append(self._last_rtt_ms)
-        self._missed_in_row = 0
-
     # ----------------------------------------------------------------------------------------
     # The agent's side
 
@@ -438,11 +385,11 @@ class Conversation:
             raise EndConversation(Ending(fault.code, fault.reason))
         if self.settings.first_message:
             stop_after = 1 if fault is not None and fault.at == "first_audio" else None
-            await self._say(self.settings.first_message, stop_after_chunks=stop_after)
+            await self.say(self.settings.first_message, stop_after_chunks=stop_after)
         if fault is not None and fault.at == "first_audio":
             raise EndConversation(Ending(fault.code, fault.reason))
         if self.scenario is not None:
-            await self._run_steps(self.scenario.steps)
+            await run_steps(self, self.scenario.steps)
         await self._parrot()
 
     async def _start_session(self) -> None:
@@ -479,7 +426,7 @@ class Conversation:
         metadata = ConversationInitiationMetadata(
             self.conversation_id, self.agent.output_format, self.agent.input_format
         )
-        await self._send_text(encode(metadata))
+        await self.send_text(encode(metadata))
         self.record.conversation_id = self.conversation_id
         self._started = self._last_input = self._last_activity = self._loop.time()
         self._metadata_sent.set()
@@ -522,7 +469,7 @@ class Conversation:
         reply_id, self._reply_id = self._reply_id, None
         return reply_id if reply_id is not None else next(self._ids)
 
-    async def _say(self, text: str, *, stop_after_chunks: int | None = None) -> None:
+    async def say(self, text: str, *, stop_after_chunks: int | None = None) -> None:
         turn = await self._speaker.prepare(text, self._take_reply_id(), self.settings)
         await self._play(turn, stop_after_chunks)
 
@@ -537,7 +484,7 @@ class Conversation:
         while True:
             turn = await self._wait_for_user_turn()
             if turn is None:
-                await self._say(self.agent.turn_timeout_message)
+                await self.say(self.agent.turn_timeout_message)
                 continue
             self._reply_id = turn.reply_id
             if turn.speech is not None:
@@ -548,7 +495,7 @@ class Conversation:
                 )
                 await self._play(reply)
             else:
-                await self._say(f"You wrote: {turn.text}")
+                await self.say(f"You wrote: {turn.text}")
 
     async def _wait_for_user_turn(self) -> _UserTurn | None:
         """The next user turn; None when ``turn_timeout`` passed with no sign of the user
@@ -569,74 +516,18 @@ class Conversation:
                     return None
 
     # ----------------------------------------------------------------------------------------
-    # Scenario steps
+    # What scenario steps use (``steps.StepHost``)
 
-    async def _run_steps(self, steps: Sequence[Step]) -> None:
-        for index, step in enumerate(steps):
-            logger.debug("scenario step %d: %s", index, step)
-            match step:
-                case ExpectUserTurn(timeout=timeout):
-                    try:
-                        async with asyncio.timeout(timeout):
-                            turn = await self._turns.get()
-                    except TimeoutError:
-                        self.record.failure = f"steps[{index}]: no user turn within {timeout} s"
-                        logger.error("scenario failed: %s", self.record.failure)
-                        raise EndConversation(Ending(1011, "scenario timeout")) from None
-                    self._reply_id = turn.reply_id
-                case AgentSay(text=text):
-                    await self._say(text)
-                case ToolCallStep():
-                    await self._call_tool(step)
-                case SendJson(data=data):
-                    await self._send_text(encode(UnknownMessage(str(data.get("type")), data)))
-                case SendText(text=text):
-                    await self._send_text(text)
-                case SendOversize(size=size):
-                    await self._send_oversize(size)
-                case Sleep(seconds=seconds):
-                    await asyncio.sleep(seconds)
-                case Stall(seconds=seconds):
-                    await self._stall(seconds)
-                case CloseStep(code=code, reason=reason):
-                    raise EndConversation(Ending(code, reason))
-                case EndCall():
-                    raise EndConversation(end_call(next(self._ids)))
-                case MaxDuration():
-                    raise EndConversation(
-                        max_duration_exceeded(self.settings.max_conversation_duration_message)
-                    )
+    def next_id(self) -> int:
+        """A fresh event id."""
+        return next(self._ids)
 
-    async def _call_tool(self, step: ToolCallStep) -> None:
-        call_id = f"toolu_{secrets.token_hex(8)}"
-        call = ClientToolCall(
-            step.name, call_id, dict(step.parameters), next(self._ids), step.expects_response
-        )
-        if not step.expects_response:
-            await self._emit(call)
-            return
-        waiter: asyncio.Future[ClientToolResult] = self._loop.create_future()
-        self._pending_tools[call_id] = waiter
-        try:
-            await self._emit(call)
-            async with asyncio.timeout(step.timeout or self.agent.response_timeout_secs):
-                result = await waiter
-            logger.info("tool %s answered: %r", step.name, result.result)
-        except TimeoutError:
-            self.record.tool_timeouts.append(call_id)
-            logger.warning("tool %s (%s) did not answer in time", step.name, call_id)
-            await self._say(f"Sorry, the {step.name} tool did not respond in time.")
-        finally:
-            del self._pending_tools[call_id]
+    async def take_user_turn(self) -> None:
+        """Wait for the user's next turn; the agent's next words answer it."""
+        turn = await self._turns.get()
+        self._reply_id = turn.reply_id
 
-    async def _send_oversize(self, size: int) -> None:
-        """An ``audio`` event of at least ``size`` bytes (base64 grows 3 bytes into 4)."""
-        fmt = self.agent.output_format
-        samples = -(-size * 3 // 4) // fmt.bytes_per_sample + 1
-        data = bytes([fmt.silence_byte]) * (samples * fmt.bytes_per_sample)
-        await self._send_text(encode(Audio(data, next(self._ids))))
-
-    async def _stall(self, seconds: float) -> None:
+    async def stall(self, seconds: float) -> None:
         """Stop reading (so WebSocket pings go unanswered too) and writing for ``seconds``."""
         transport = self.ws.transport
         self._unstalled.clear()
@@ -653,33 +544,8 @@ class Conversation:
     # Pings and timers
 
     async def _send_pings(self) -> None:
-        """``ping`` every ``ping_interval`` s; ``ping_ms`` is the last measured round trip."""
-        interval = self.agent.ping_interval
-        if interval is None or not self.agent.sends("ping"):
-            return
         await self._admitted.wait()  # a queued client's pongs would be discarded
-        previous: int | None = None
-        while True:
-            await asyncio.sleep(interval)
-            if previous in self._pings:  # the last ping is still unanswered
-                self.record.pongs_missed += 1
-                self._missed_in_row += 1
-                limit = self.agent.max_missed_pongs
-                if limit is not None and self._missed_in_row >= limit:
-                    raise EndConversation(Ending(1002, "Ping timeout"))
-            event_id = next(self._ids)
-            if self._last_rtt_ms is None:
-                # The model omits an unset ping_ms; the service sends an explicit null (§4).
-                ping_event = {"event_id": event_id, "ping_ms": None}
-                frame = encode(UnknownMessage("ping", {"type": "ping", "ping_event": ping_event}))
-            else:
-                frame = encode(Ping(event_id, self._last_rtt_ms))
-            self._pings[event_id] = self._loop.time()
-            previous = event_id
-            while len(self._pings) > 16:
-                del self._pings[next(iter(self._pings))]
-            self.record.pings_sent += 1
-            await self._send_text(frame)
+        await self._keepalive.run()
 
     async def _watch_timers(self) -> None:
         """Max duration and the no-input timeout (protocol.md §8, §12), from admission on."""
