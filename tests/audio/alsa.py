@@ -29,6 +29,14 @@ Not listed by PortAudio, as a real system's arguments-taking PCMs (plughw:, sysd
 
 Every PCM accepts any rate and channel count except fake48k, fake22k (one rate) and the
 stereo ones (two channels); the default rate PortAudio reports is 44100 but for fake48k/22k.
+Opening a stereo PCM costs its process a lot of memory traffic: the multi plugin silences its
+slaves' whole buffer at each hw_params, and over null slaves ALSA's choice of buffer is its
+longest, about 4295 s at the rate asked (800 MB at 48 kHz per slave). glibc hands such
+blocks back to the system at each close, so each of the dozens of opens a device listing
+makes faulted them in afresh (over 10 s for one ``list_devices``). ``env()`` therefore asks
+glibc (``GLIBC_TUNABLES``) to keep freed memory and reuse it: about 2 s. Nothing a device
+does changes.
+
 There is no clock: streams run as fast as the CPU allows. :class:`Fifo` gives the card one:
 capture from a FIFO blocks once the bytes written into it are used up, playback into one
 blocks once the pipe is full, until the test writes or reads more. (PortAudio cannot close a
@@ -112,6 +120,10 @@ pcm.plug {
 
 FAKE_DEVICES = ("fakemic", "fakespk", "fake48k", "fake22k", "stereomic", "stereospk", "default")
 
+# glibc's allocator in the processes that use the card: every block from the heap (no mmap of
+# its own) and no heap trimming, so that freed buffers are reused (see the module docstring).
+ALLOCATOR_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295"
+
 
 @dataclass(frozen=True, slots=True)
 class FakeCard:
@@ -124,13 +136,16 @@ class FakeCard:
     stereo_spk_file: Path = Path(os.devnull)
 
     def env(self) -> dict[str, str]:
-        """The variables that select this card and its files."""
+        """The variables that select this card and its files, and glibc's tunables for a
+        process that opens its stereo PCMs (added to this process's own, if any)."""
+        tunables = ":".join(filter(None, [os.environ.get("GLIBC_TUNABLES"), ALLOCATOR_TUNABLES]))
         return {
             "ALSA_CONFIG_PATH": str(self.config),
             "FAKE_MIC_FILE": str(self.mic_file),
             "FAKE_SPK_FILE": str(self.spk_file),
             "FAKE_STEREO_MIC_FILE": str(self.stereo_mic_file),
             "FAKE_STEREO_SPK_FILE": str(self.stereo_spk_file),
+            "GLIBC_TUNABLES": tunables,
         }
 
     def apply(self, environ: MutableMapping[str, str] | None = None) -> None:
