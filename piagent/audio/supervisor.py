@@ -48,6 +48,7 @@ import pyaudio
 
 from piagent.audio.alsanames import AlsaOverlay, alsa_pcm_to_wrap
 from piagent.audio.channels import describe_channels
+from piagent.audio.pabuffer import ask_capture_latency, capture_latency
 from piagent.audio.portaudio import (
     PORTAUDIO_INSTANCES,
     PORTAUDIO_LOCK,
@@ -325,6 +326,8 @@ class PortAudioDevice:
                 self._failure = None
                 self._pause_requested = False
                 self._start(rate, channels)
+                if self._is_input:  # room for late callbacks; no added latency
+                    ask_capture_latency(pa, info.index, capture_latency(period, rate))
                 direction = "input" if self._is_input else "output"
                 stream = pa.open(
                     rate=rate,
@@ -512,7 +515,14 @@ class PortAudioDevice:
         period_ms = 1000 * self._period_frames(self.rate) / self.rate
         where = f"index {self._index}" if self._pcm is None else f"as PortAudio's {self._alias}"
         channels = describe_channels(self._channels or 1)
-        return f"{self._name!r} ({where}), {self.rate} Hz, {channels}, period {period_ms:g} ms"
+        buffer = ""
+        with contextlib.suppress(AttributeError, OSError):  # no stream, or PortAudio's error
+            stream = self._stream
+            latency = stream.get_input_latency() if self._is_input else stream.get_output_latency()
+            buffer = f", buffer {1000 * latency + period_ms:.0f} ms"
+        return (
+            f"{self._name!r} ({where}), {self.rate} Hz, {channels}, period {period_ms:g} ms{buffer}"
+        )
 
     @property
     def _alias(self) -> str:

@@ -180,7 +180,7 @@ def test_stereo_only_microphone_is_downmixed_exactly(card: FakeCard) -> None:
     assert np.array_equal(mono, expected.astype(np.int16))
     (info,) = child.messages("INFO")
     assert info.startswith("Microphone open: 'stereomic' (index ")
-    assert info.endswith("), 48000 Hz, 2 channels, period 20 ms")
+    assert info.endswith("), 48000 Hz, 2 channels, period 20 ms, buffer 80 ms")
 
 
 @pytest.mark.timeout(60)
@@ -191,7 +191,7 @@ def test_stereo_only_speaker_plays_mono_on_both_channels(card: FakeCard) -> None
     played = np.frombuffer(unb64(child.result["played"]), dtype="<i2").reshape(-1, 2)
     samples = fixture(16000, 0.02, seed=2)
     assert np.array_equal(played[:, 0], samples) and np.array_equal(played[:, 1], samples)
-    assert child.messages("INFO")[0].endswith("), 16000 Hz, 2 channels, period 20 ms")
+    assert child.messages("INFO")[0].endswith("), 16000 Hz, 2 channels, period 20 ms, buffer 40 ms")
 
 
 @pytest.mark.timeout(60)
@@ -210,7 +210,7 @@ def test_alsa_pcm_string_opens_through_piagents_alias(card: FakeCard) -> None:
     assert unb64(child.result["audio"]) == samples.astype("<i2").tobytes()
     assert child.messages("INFO") == [
         "Microphone open: 'plug:fakemic' (as PortAudio's piagent_input), 16000 Hz, mono, "
-        "period 20 ms"
+        "period 20 ms, buffer 80 ms"
     ]
 
 
@@ -250,4 +250,6 @@ def test_speaker_absent_at_start_is_reported_once_and_opens_when_it_appears(
     )
     (info,) = child.messages("INFO")
     assert info.startswith("Speaker open after ")
-    assert info.endswith("(as PortAudio's piagent_output), 16000 Hz, mono, period 20 ms")
+    assert info.endswith(
+        "(as PortAudio's piagent_output), 16000 Hz, mono, period 20 ms, buffer 40 ms"
+    )

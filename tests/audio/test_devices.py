@@ -603,7 +603,9 @@ def test_capture_is_bit_exact_in_20ms_frames(card: FakeCard, rate: int, seconds:
     assert result["clipped"] == np.count_nonzero(np.abs(expected.astype(np.int32)) >= 32767)
     assert result["clipped"] > 0
     (info,) = child.messages("INFO")
-    assert info == f"Microphone open: 'fakemic' (index 0), {rate} Hz, mono, period 20 ms"
+    assert (
+        info == f"Microphone open: 'fakemic' (index 0), {rate} Hz, mono, period 20 ms, buffer 80 ms"
+    )
 
 
 @pytest.mark.timeout(60)
@@ -644,7 +646,7 @@ def test_microphone_absent_at_start_yields_silence_then_opens(card: FakeCard) ->
     assert any("still unavailable" in m for m in child.messages("DEBUG"))
     (info,) = child.messages("INFO")
     assert info.startswith("Microphone open after ")
-    assert info.endswith(": 'fakemic' (index 0), 48000 Hz, mono, period 20 ms")
+    assert info.endswith(": 'fakemic' (index 0), 48000 Hz, mono, period 20 ms, buffer 80 ms")
 
 
 @pytest.mark.timeout(60)
@@ -661,7 +663,7 @@ def test_playback_is_bit_exact(card: FakeCard) -> None:
     assert at >= 0 and at % 2 == 0
     assert not any(played[:at])  # only the silence PortAudio writes first
     (info,) = child.messages("INFO")
-    assert info == "Speaker open: 'fakespk' (index 1), 48000 Hz, mono, period 20 ms"
+    assert info == "Speaker open: 'fakespk' (index 1), 48000 Hz, mono, period 20 ms, buffer 40 ms"
 
 
 @pytest.mark.timeout(60)
@@ -707,12 +709,12 @@ def test_rate_negotiation_and_device_resolution(plain_card: FakeCard) -> None:
     assert len(infos) == len(opened)
     index = child.result["indexes"]
     assert (
-        infos[0]
-        == f"Microphone open: 'fakemic' (index {index['fakemic']}), 48000 Hz, mono, period 20 ms"
+        infos[0] == f"Microphone open: 'fakemic' (index {index['fakemic']}), 48000 Hz, mono, "
+        "period 20 ms, buffer 80 ms"
     )
     assert (
-        infos[3]
-        == f"Speaker open: 'fake22k' (index {index['fake22k']}), 22050 Hz, mono, period 20 ms"
+        infos[3] == f"Speaker open: 'fake22k' (index {index['fake22k']}), 22050 Hz, mono, "
+        "period 20 ms, buffer 40 ms"
     )
 
 
@@ -805,7 +807,7 @@ def test_microphone_loss_yields_paced_silence_and_reopens_by_name(card: FakeCard
     infos = child.messages("INFO")
     assert len(infos) == 2
     assert infos[1].startswith("Microphone back after ")
-    assert infos[1].endswith(": 'fakemic' (index 0), 48000 Hz, mono, period 20 ms")
+    assert infos[1].endswith(": 'fakemic' (index 0), 48000 Hz, mono, period 20 ms, buffer 80 ms")
 
 
 @pytest.mark.timeout(60)
