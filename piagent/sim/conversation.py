@@ -18,7 +18,7 @@ five tasks and nothing else:
 A task ends the conversation by raising ``EndConversation`` with an ``Ending`` (what to say,
 which events to send, which close code); the group cancels the others and ``run`` carries the
 ending out after the group is gone, so endings never race with the tasks. Every frame goes out
-through ``send_text``, which a stall holds back (protocol.md §12 fault injection).
+through ``_send_text``, which a stall holds back (protocol.md §12 fault injection).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ class Conversation:
         self._turns: asyncio.Queue[_UserTurn] = asyncio.Queue(USER_TURN_QUEUE)
         self._speaker = Speaker(agent, self._emit, record)
         self.tools = ToolCalls(record, self._emit)
-        self._keepalive = Keepalive(agent, record, self._ids, self.send_text)
+        self._keepalive = Keepalive(agent, record, self._ids, self._send_text)
         self._reply_id: int | None = None
         now = self._loop.time()
         self._started = self._last_input = self._last_activity = now
@@ -193,7 +193,7 @@ class Conversation:
     # ----------------------------------------------------------------------------------------
     # Sending
 
-    async def send_text(self, text: str) -> None:
+    async def _send_text(self, text: str) -> None:
         await self._unstalled.wait()
         if self._record_traffic:
             self.record.sent.append(text)
@@ -202,7 +202,7 @@ class Conversation:
     async def _emit(self, event: ServerEvent) -> None:
         """Send ``event`` unless it is an optional event the agent's client_events omit."""
         if self.agent.sends_event(event):
-            await self.send_text(encode(event))
+            await self._send_text(encode(event))
 
     async def _finish(self, ending: Ending) -> None:
         if ending.code is not None:
@@ -426,7 +426,7 @@ class Conversation:
         metadata = ConversationInitiationMetadata(
             self.conversation_id, self.agent.output_format, self.agent.input_format
         )
-        await self.send_text(encode(metadata))
+        await self._send_text(encode(metadata))
         self.record.conversation_id = self.conversation_id
         self._started = self._last_input = self._last_activity = self._loop.time()
         self._metadata_sent.set()
@@ -521,6 +521,10 @@ class Conversation:
     def next_id(self) -> int:
         """A fresh event id."""
         return next(self._ids)
+
+    async def send_text(self, text: str) -> None:
+        """One text frame, as it is (through ``_send_text``, as every frame)."""
+        await self._send_text(text)
 
     async def take_user_turn(self) -> None:
         """Wait for the user's next turn; the agent's next words answer it."""
