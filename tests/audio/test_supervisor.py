@@ -12,6 +12,7 @@ they flip themselves.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from pathlib import Path
@@ -33,6 +34,7 @@ from tests.audio.test_devices import (
     Json,
     Samples,
     ScriptedSource,
+    Timings,
     b64,
     drain,
     fixture,
@@ -41,6 +43,10 @@ from tests.audio.test_devices import (
 )
 
 scenarios = Scenarios(__name__)
+
+# FAST, but retrying every 0.1 s doubling to 0.25 s (FAST's reaches 1 s): the phases below last
+# a number of retries, not a fixed time, so they are short and still see several retries.
+RETRYING: Timings = {**FAST, "backoff_initial": 0.1, "backoff_max": 0.25}
 
 
 def run_child(card: FakeCard, name: str, timeout: float = 40, **args: Any) -> Child:
@@ -78,6 +84,27 @@ async def feed(fifo: Fifo, samples: Samples, period: float = 0.02) -> None:
         await asyncio.sleep(period)
 
 
+class LogCounter(logging.Handler):
+    """Counts the records of piagent's audio supervision whose message contains a text: how
+    many retries a device has made, or how many times a rescan waited."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+        logging.getLogger("piagent.audio.supervisor").addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def count(self, text: str) -> int:
+        return sum(text in message for message in self.messages)
+
+    async def wait_for_more(self, text: str, more: int = 2) -> None:
+        """Wait until ``more`` further records contain ``text``."""
+        target = self.count(text) + more
+        await wait_until(lambda: self.count(text) >= target, f"{more} more {text!r}")
+
+
 def recorder(calls: list[Json], device: Microphone | Speaker) -> None:
     """Record each call of ``device.when_health_changed``: value, thread, problem."""
     loop_thread = threading.get_ident()
@@ -107,7 +134,8 @@ def lost_microphone_health(args: Json) -> Json:
     async def main() -> Json:
         fifo = Fifo(path)
         fifo.write(fixture(rate, 0.2, seed=3))
-        mic = Microphone(AudioInputConfig(device="fakemic", rate=rate), **FAST)
+        mic = Microphone(AudioInputConfig(device="fakemic", rate=rate), **RETRYING)
+        log = LogCounter()
         calls: list[Json] = []
         recorder(calls, mic)
         problems = {"before": mic.problem}
@@ -123,7 +151,7 @@ def lost_microphone_health(args: Json) -> Json:
             await wait_until(lambda: not mic.healthy, "the stall to be noticed")
             problems["lost"] = mic.problem
             fifo.remove()  # EOF unblocks PortAudio's thread; the device is gone
-            await asyncio.sleep(0.8)
+            await log.wait_for_more("Microphone 'fakemic' still unavailable")
             problems["missing"] = mic.problem
             fifo = Fifo(path)  # the device returns
             fifo.write(fixture(rate, 0.2, seed=4))
@@ -152,8 +180,10 @@ def microphone_plugged_in_while_the_speaker_is_open(args: Json) -> Json:
 
     async def main() -> Json:
         source = IdleAwareSource()
-        speaker = Speaker(AudioOutputConfig(device="fakespk", rate=rate), source, **FAST)
-        mic = Microphone(AudioInputConfig(device="fakemic", rate=rate), **FAST)
+        speaker = Speaker(AudioOutputConfig(device="fakespk", rate=rate), source, **RETRYING)
+        mic = Microphone(AudioInputConfig(device="fakemic", rate=rate), **RETRYING)
+        log = LogCounter()
+        missing = "Microphone 'fakemic' still unavailable"
         speaker_calls: list[Json] = []
         mic_calls: list[Json] = []
         recorder(speaker_calls, speaker)
@@ -184,15 +214,15 @@ def microphone_plugged_in_while_the_speaker_is_open(args: Json) -> Json:
                 tasks.create_task(consume()),
             ]
             await wait_until(lambda: speaker.healthy, "the speaker to open")
-            await asyncio.sleep(1.0)
+            await log.wait_for_more(missing)
             phases["absent"] = phase()
             mic_fifo = Fifo(mic_path)  # the microphone is plugged in
             mic_fifo.write(captured)  # read when the microphone opens
-            await asyncio.sleep(1.5)
+            await log.wait_for_more(missing)
             phases["unchanged"] = phase()  # PortAudio still lists the old devices
             source.busy = True  # speech is queued: the speaker must not pause
             cards["changed"] = True
-            await asyncio.sleep(1.5)
+            await log.wait_for_more("the rescan waits: the speaker is busy")
             phases["busy"] = phase()
             source.busy = False
             loop = asyncio.get_running_loop()
@@ -233,8 +263,9 @@ def speaker_plugged_in_while_the_microphone_is_open(args: Json) -> Json:
     PORTAUDIO_INSTANCES.signature = lambda: os.environ.get("FAKE_LATE_SPK")
 
     async def main() -> Json:
-        mic = Microphone(AudioInputConfig(device="fakemic", rate=rate), **FAST)
-        speaker = Speaker(AudioOutputConfig(device="plug:latespk", rate=rate), None, **FAST)
+        mic = Microphone(AudioInputConfig(device="fakemic", rate=rate), **RETRYING)
+        speaker = Speaker(AudioOutputConfig(device="plug:latespk", rate=rate), None, **RETRYING)
+        log = LogCounter()
         mic_calls: list[Json] = []
         recorder(mic_calls, mic)
         output = bytearray()
@@ -253,7 +284,7 @@ def speaker_plugged_in_while_the_microphone_is_open(args: Json) -> Json:
                 tasks.create_task(drain(speaker_fifo, rate, output)),
             ]
             await wait_until(lambda: mic.healthy, "the microphone to open")
-            await asyncio.sleep(1.0)
+            await log.wait_for_more("Speaker 'plug:latespk' still unavailable")
             absent = {"speaker": speaker.problem, "rescans": RESCANS.count}
             os.environ["FAKE_LATE_SPK"] = "fakespk"  # the card is plugged in
             loop = asyncio.get_running_loop()
