@@ -69,7 +69,7 @@ from piagent.protocol.messages import (
     to_json,
 )
 from tests.protocol.strategies import client_messages, server_events
-from tests.protocol.test_messages import CLIENT_EXAMPLES
+from tests.protocol.test_client_messages import CLIENT_EXAMPLES
 from tests.spec import (
     client_types_in_spec,
     requires_spec,
