@@ -13,8 +13,11 @@ import sys
 from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 
+from piagent.commands import SYNOPSIS, help_text
+
 EX_OK = 0
 EX_FAIL = 1
+
 EX_USAGE = 64
 EX_UNAVAILABLE = 69
 EX_CONFIG = 78
@@ -58,8 +61,9 @@ def _build_parser() -> argparse.ArgumentParser:
     ctl = sub.add_parser(
         "ctl",
         help="talk to a running daemon",
-        description="Commands: press | release | say TEXT | context TEXT | hangup | mute | "
-        "unmute | feedback like|dislike | status [--json]",
+        description=f"Commands: {SYNOPSIS}",
+        epilog="commands:\n" + help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ctl.add_argument("--socket", metavar="PATH", help="control socket (default: from the config)")
     ctl.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)

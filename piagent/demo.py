@@ -26,8 +26,11 @@ from typing import ClassVar, TextIO
 
 import numpy as np
 
+from piagent.appliance.commands import ConversationBegan, ConversationEnded, StateEntered
 from piagent.audio.resample import StreamResampler
+from piagent.client import Announcement, TurnLatency
 from piagent.config import Config, parse_config
+from piagent.conversation import Line
 from piagent.service import Daemon
 from piagent.sim.server import SimServer
 from piagent.sim.voice import synthesize
@@ -131,7 +134,7 @@ def demo_config(port: int, workdir: Path, *, wav: bool) -> Config:
 
 
 class Display:
-    """Prints the conversation as it happens, one line per notice, and counts agent turns."""
+    """Prints the conversation as it happens, one line per announcement, and counts agent turns."""
 
     LABELS: ClassVar[dict[str, str]] = {
         "agent": "agent:",
@@ -155,14 +158,24 @@ class Display:
     def show(self, who: str, text: str) -> None:
         print(f"{self._clock() - self._start:6.1f}s  {who:<9} {text}", file=self._out, flush=True)
 
-    async def follow(self, daemon: Daemon) -> None:
-        """Show every notice of the daemon, forever."""
-        while True:
-            notice = await daemon.notices.get()
-            self.show(self.LABELS.get(notice.kind, notice.kind), notice.text)
-            if notice.kind == "turn":
+    def announce(self, announcement: Announcement) -> None:
+        """A subscriber of the daemon's client: one line per announcement worth showing."""
+        match announcement:
+            case Line(kind=kind, text=text):
+                self.show(self.LABELS.get(kind, kind), text)
+            case StateEntered(state=state):
+                self.show(self.LABELS["state"], state.value)
+            case ConversationBegan(conversation_id=conversation_id):
+                self.show(self.LABELS["started"], conversation_id)
+            case ConversationEnded(ending=ending):
+                self.show(self.LABELS["ended"], ending.describe())
+            case TurnLatency(reply_ms=reply_ms, ping_ms=ping_ms):
+                ping = f"{ping_ms} ms" if ping_ms is not None else "n/a"
+                self.show(self.LABELS["turn"], f"reply {reply_ms or 0:.0f} ms, ping {ping}")
                 self.turns += 1
                 self._turn.set()
+            case _:
+                pass
 
     async def wait_turns(self, count: int) -> None:
         """Until ``count`` agent turns have been timed (first audio after the user's turn)."""
@@ -220,9 +233,9 @@ async def run_demo(
             display.show("[demo]", "no sound card: the microphone plays prompt.wav")
         else:
             display.show("[demo]", "space or enter: talk / stop; m: mute; h: hang up; Ctrl-C: quit")
+        daemon.client.subscribe(display.announce)
         async with asyncio.TaskGroup() as tasks:
             runner = tasks.create_task(daemon.run())
-            shower = tasks.create_task(display.follow(daemon))
             try:
                 async with asyncio.timeout(duration):
                     if wav:
@@ -236,7 +249,6 @@ async def run_demo(
             finally:
                 daemon.request_stop()
                 await runner
-                shower.cancel()
         summary = {"conversations": len(sim.conversations), "turns": display.turns}
         display.show("[demo]", "done " + json.dumps(summary))
         if wav:

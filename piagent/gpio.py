@@ -123,6 +123,10 @@ class Controls(Protocol):
 
     @property
     def muted(self) -> bool: ...
+    @property
+    def held(self) -> bool: ...
+    @property
+    def hands_free(self) -> bool: ...
 
 
 if TYPE_CHECKING:
@@ -166,9 +170,8 @@ class PushToTalk:
         self._spent = False  # this press is used up (long press or double's second)
         self._long_timer: asyncio.TimerHandle | None = None
         self._hang_up_timer: asyncio.TimerHandle | None = None  # tap mode's deferred hang-up
-        # What the button has asked for (the mode's memory).
-        self._talking = False  # hold/toggle: between press() and release()
-        self._hands_free = False  # tap: between set_hands_free(True) and hang_up()
+        # Whether a turn or a hands-free conversation is open is the client's to know (the
+        # appliance's ``held`` and ``hands_free``); the button keeps only its gestures' memory.
         self._opened = False  # tap: the last press opened the conversation
         # pull_up: wired to ground, pressed when low; otherwise to 3V3, pressed when high.
         # gpiozero's bounce_time is left unset: mock pins ignore it; ours works everywhere.
@@ -201,13 +204,13 @@ class PushToTalk:
 
     @property
     def is_talking(self) -> bool:
-        """Whether the button holds a turn open (hold/toggle) or a hands-free one (tap)."""
-        return self._talking or self._hands_free
+        """Whether a turn is held open (hold/toggle) or a hands-free one (tap)."""
+        return self._controls.held or self._controls.hands_free
 
     def conversation_ended(self) -> None:
-        """The client ended the conversation itself (idle time-out, error): forget the turn
-        or hands-free conversation this button opened, so the next press opens a new one."""
-        self._talking = self._hands_free = self._opened = False
+        """The client ended the conversation itself (idle time-out, error): a tap mode
+        hang-up still pending has nothing left to end."""
+        self._opened = False
         self._cancel_hang_up()
 
     def close(self) -> None:
@@ -270,18 +273,15 @@ class PushToTalk:
         arm_long_press = self._long_press
         match self._config.mode:
             case "hold":
-                self._talking = True
                 self._controls.press()  # at once: a barge-in must not wait
             case "toggle":
-                self._talking = not self._talking
-                if self._talking:
+                if not self._controls.held:
                     self._controls.press()
                 else:
                     self._controls.release()
             case "tap":
-                self._opened = not self._hands_free
+                self._opened = not self._controls.hands_free
                 if self._opened:
-                    self._hands_free = True
                     self._controls.set_hands_free(True)
                 else:
                     arm_long_press = False  # this press hangs up already
@@ -299,8 +299,7 @@ class PushToTalk:
         if self._spent:
             self._spent = False
             return  # the end of a long press or of a double press's second press
-        if self._config.mode == "hold" and self._talking:
-            self._talking = False
+        if self._config.mode == "hold" and self._controls.held:
             self._controls.release()
 
     def _on_held(self) -> None:
@@ -313,8 +312,7 @@ class PushToTalk:
     def _on_double_press(self) -> None:
         self._cancel_long_press()
         match self._config.mode:
-            case "toggle" if self._talking:
-                self._talking = False
+            case "toggle" if self._controls.held:
                 self._controls.release()
             case "tap" if self._hang_up_timer is not None:
                 self._cancel_hang_up()  # mute mid-conversation without ending it
@@ -330,7 +328,7 @@ class PushToTalk:
 
     def _hang_up(self) -> None:
         self._cancel_hang_up()
-        self._talking = self._hands_free = self._opened = False
+        self._opened = False
         self._controls.hang_up()
 
 

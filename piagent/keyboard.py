@@ -53,12 +53,11 @@ class KeyboardPushToTalk:
         self._loop = loop
         self._saved: list[Any] | None = None  # the terminal's mode before cbreak
         self._reading = False
-        self._talking = False
 
     @property
     def is_talking(self) -> bool:
-        """Whether a turn started from the keyboard is open."""
-        return self._talking
+        """Whether a turn is open (the client knows; the keyboard keeps no copy)."""
+        return self._controls.held
 
     @property
     def is_open(self) -> bool:
@@ -132,9 +131,9 @@ class KeyboardPushToTalk:
 
     def _on_key(self, key: int) -> None:
         if key in TALK_KEYS:
-            self._talking = not self._talking
-            logger.info("keyboard: %s", "talking" if self._talking else "turn ended")
-            if self._talking:
+            talking = not self._controls.held
+            logger.info("keyboard: %s", "talking" if talking else "turn ended")
+            if talking:
                 self._controls.press()
             else:
                 self._controls.release()
@@ -143,6 +142,5 @@ class KeyboardPushToTalk:
             logger.info("keyboard: %s", "muted" if muted else "unmuted")
             self._controls.set_muted(muted)
         elif key in HANG_UP_KEYS:
-            self._talking = False
             logger.info("keyboard: hang up")
             self._controls.hang_up()

@@ -18,150 +18,45 @@ group.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import signal
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from gpiozero.exc import GPIOZeroError
 
-from piagent.audio.devices import DeviceError, Microphone, Speaker
+from piagent.appliance import State
+from piagent.appliance.commands import ConversationEnded, PlayEarcon, StateEntered
+from piagent.assembly import Audio, build_audio, build_tools, rate_or
 from piagent.audio.earcons import EarconKind
 from piagent.audio.filtercache import FilterCache, cache_dir, prepare_filters, rate_pairs
-from piagent.audio.playback import Playback, VolumeStore
 from piagent.audio.resample import use_coefficient_store
-from piagent.audio.wavio import WavMicrophone, WavSpeaker
 from piagent.client import (
     AgentClient,
-    ClientState,
-    Notice,
+    Announcement,
     endpoint_from_config,
     initiation_from_config,
     options_from_config,
 )
 from piagent.config import Config, load_config, resolve_api_key
 from piagent.control import ControlServer, FeedbackScore
+from piagent.conversation import VadLevel
 from piagent.errors import ConfigError, PiagentError
 from piagent.gpio import PushToTalk, StatusLeds, follow, make_pin_factory, needs_pwm
 from piagent.keyboard import KeyboardPushToTalk
 from piagent.logs import register_secret
+from piagent.status import describe
 from piagent.systemd import Notifier, watchdog_loop
-from piagent.tools import CommandTool, LedRequest, PythonTool, ToolRegistry
+from piagent.tools import LedRequest
 
 logger = logging.getLogger(__name__)
 
 # Seconds a microphone that reports itself healthy may go without a frame reaching the loop
 # before the watchdog is withheld (frames come every 20 ms).
 MIC_SILENT_LIMIT = 3.0
-# Seconds a microphone may be unhealthy before the LEDs and the status line say it is missing.
-MIC_MISSING_GRACE = 2.0
-NOTICE_BACKLOG = 256
-
-
-class InputDevice(Protocol):
-    """What the daemon needs of a microphone (PyAudio or WAV)."""
-
-    @property
-    def rate(self) -> int: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def healthy(self) -> bool: ...
-    def frames(self) -> Any: ...
-
-
-@dataclass
-class Audio:
-    """The assembled audio side."""
-
-    mic: InputDevice
-    playback: Playback
-    output_name: Callable[[], str]
-    output_rate: int
-    output_healthy: Callable[[], bool]
-    output_xruns: Callable[[], int]
-    tasks: list[tuple[str, Callable[[], Awaitable[None]]]]
-
-
-def build_audio(config: Config) -> Audio:
-    """Open the configured devices (PyAudio) or files (WAV).
-
-    A PyAudio device that is missing at start is not fatal: it is reported and reopened by
-    name when it appears; the daemon stays up meanwhile."""
-    audio = config.audio
-    store = VolumeStore()
-    if audio.backend == "wav":
-        assert audio.input.file is not None and audio.output.file is not None  # config checks
-        wav_mic = WavMicrophone(
-            audio.input.file, chunk_ms=audio.input.chunk_ms, gain_db=audio.input.gain_db
-        )
-        rate = audio.output.rate or 48000
-        playback = Playback(
-            rate, jitter_ms=audio.output.jitter_ms, volume=audio.output.volume, store=store
-        )
-        wav_speaker = WavSpeaker(audio.output.file, rate, playback)
-        return Audio(
-            mic=wav_mic,
-            playback=playback,
-            output_name=lambda: wav_speaker.name,
-            output_rate=rate,
-            output_healthy=lambda: wav_speaker.healthy,
-            output_xruns=lambda: 0,  # a file never runs dry
-            tasks=[("speaker", wav_speaker.run)],
-        )
-    mic = Microphone(audio.input)
-    speaker = Speaker(audio.output)
-    for device, what in ((mic, "audio.input.device"), (speaker, "audio.output.device")):
-        try:
-            device.open()
-        except DeviceError as exc:
-            logger.warning(
-                "%s not available yet (%s); it will be reopened when it appears", what, exc
-            )
-    try:
-        rate = speaker.rate
-    except DeviceError:
-        # Not opened and no rate configured: pin 48 kHz, which every USB DAC accepts, so the
-        # buffer and the device agree whenever it appears.
-        speaker = Speaker(dataclasses.replace(audio.output, rate=48000))
-        rate = 48000
-    playback = Playback(
-        rate,
-        jitter_ms=audio.output.jitter_ms,
-        volume=audio.output.volume,
-        period_s=speaker.period_s,
-        store=store,
-    )
-    speaker.source = playback
-    return Audio(
-        mic=mic,
-        playback=playback,
-        output_name=lambda: speaker.name,
-        output_rate=rate,
-        output_healthy=lambda: speaker.healthy,
-        output_xruns=lambda: speaker.xruns,
-        tasks=[("microphone device", mic.run), ("speaker device", speaker.run)],
-    )
-
-
-def build_tools(config: Config, host: Any) -> ToolRegistry:
-    """The client tools the config declares."""
-    tools = config.tools
-    return ToolRegistry(
-        host,
-        builtins=tools.builtins,
-        commands=[
-            CommandTool(t.name, t.command, t.timeout, t.description)
-            for t in tools.commands.values()
-        ],
-        python=[PythonTool(t.name, t.target, t.timeout) for t in tools.python.values()],
-    )
 
 
 class _Stop(Exception):
@@ -183,13 +78,11 @@ class Daemon:
         self._config_path = config_path
         self._notifier = notifier or Notifier()
         self._keyboard_fd = keyboard_fd
-        self._booting = True
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._leds_changed = asyncio.Event()
         self._last_frame = time.monotonic()
-        self._last_state = ""
-        self.notices: asyncio.Queue[Notice] = asyncio.Queue(maxsize=NOTICE_BACKLOG)
+        self._detail = ""  # why the state is offline or error
 
         api_key = resolve_api_key(config.agent)
         if api_key is not None:
@@ -200,18 +93,18 @@ class Daemon:
             endpoint_from_config(config.agent, api_key),
             initiation_from_config(config.agent),
             options_from_config(config),
-            source_rate=_rate_or(self.audio.mic, 16000),
+            source_rate=rate_or(self.audio.mic, 16000),
             sink=self.playback,
             tools=build_tools(config, self),
+            booted=False,
         )
-        # A microphone unhealthy for longer than MIC_MISSING_GRACE shows as "error" (when the
-        # daemon is otherwise ready) with the reason on the status line; a blip (a reopen,
+        self.client.subscribe(self._on_announcement)
+        # A microphone unhealthy for longer than the appliance's grace shows as "error" (when
+        # the daemon is otherwise ready) with the reason on the status line; a blip (a reopen,
         # PortAudio listing the devices again) does not flash the LEDs.
-        self._mic_missing = False
-        self._mic_timer: asyncio.TimerHandle | None = None
         if hasattr(self.audio.mic, "when_health_changed"):  # the WAV microphone has none
-            self.audio.mic.when_health_changed = self._on_mic_health
-        self.controls = _EarconControls(self)
+            self.audio.mic.when_health_changed = self.client.set_mic_health
+        self.controls = self.client  # the button and ctl press drive the client directly
         self.gpio_problem: str | None = None
         self.leds, self.button = self._build_gpio(config)
 
@@ -254,84 +147,30 @@ class Daemon:
 
     @property
     def state(self) -> str:
-        """What the LEDs show: ``booting`` until ready, then the client's state, except that a
-        ready daemon without its microphone shows ``error`` (a press could not be heard)."""
-        if self._booting:
-            return "booting"
-        state = self.client.state.value
-        if self._mic_missing and state == ClientState.READY.value:
-            return ClientState.ERROR.value
-        return state
+        """What the LEDs show: the appliance's state (``booting`` until the devices are open;
+        ``error`` also while the microphone is missing and nothing else happens)."""
+        return self.client.state.value
 
-    def _on_mic_health(self, healthy: bool) -> None:
-        """The microphone's ``when_health_changed``: on the loop's thread."""
-        if self._mic_timer is not None:
-            self._mic_timer.cancel()
-            self._mic_timer = None
-        if healthy:
-            if self._mic_missing:
-                self._mic_missing = False
-                logger.info("microphone %s is back", self.audio.mic.name)
-                self._show_state()
-        elif not self._booting:
-            self._mic_timer = asyncio.get_running_loop().call_later(
-                MIC_MISSING_GRACE, self._on_mic_missing
-            )
-
-    def _on_mic_missing(self) -> None:
-        self._mic_timer = None
-        if not self.audio.mic.healthy and not self._mic_missing:
-            self._mic_missing = True
-            self._show_state()
-
-    def _show_state(self) -> None:
-        self._leds_changed.set()
-        self._notifier.status(self._status_line())
+    def _on_announcement(self, announcement: Announcement) -> None:
+        """The daemon's subscribers: LEDs, sd_notify STATUS, earcons, the button."""
+        match announcement:
+            case StateEntered(detail=detail):
+                self._detail = detail
+                self._leds_changed.set()
+                self._notifier.status(self._status_line())
+            case PlayEarcon(kind=kind):
+                self.earcon(kind)
+            case ConversationEnded():
+                if self.button is not None:
+                    self.button.conversation_ended()
+            case VadLevel():
+                self._leds_changed.set()
+            case _:
+                pass
 
     def status(self) -> dict[str, Any]:
         """The ``piagent ctl status --json`` object (interface.md)."""
-        client = self.client.status()
-        latency = client.latency
-        mic = self.audio.mic
-        return {
-            "state": self.state,
-            "conversation_id": client.conversation_id,
-            "latency_ms": {
-                "turn": latency.turn,
-                "reply_ms": round(latency.reply_ms) if latency.reply_ms is not None else None,
-                "ping_ms": latency.ping_ms,
-            }
-            if latency
-            else None,
-            "devices": {
-                "input": {
-                    "name": mic.name,
-                    "rate": _rate_or(mic, None),
-                    "healthy": mic.healthy,
-                    # Frames the loop could not take in time, samples at full scale, and
-                    # PortAudio's overflow flags (the device's buffer ran over).
-                    "overruns": getattr(mic, "overruns", 0),
-                    "clipped": getattr(mic, "clipped", 0),
-                    "xruns": getattr(mic, "xruns", 0),
-                },
-                "output": {
-                    "name": self.audio.output_name(),
-                    "rate": self.audio.output_rate,
-                    "healthy": self.audio.output_healthy(),
-                    "underruns": self.playback.underruns,
-                    "xruns": self.audio.output_xruns(),
-                },
-            },
-            "leds": self.leds.describe(),
-            "gpio": {"ok": self.gpio_problem is None, "problem": self.gpio_problem},
-            "muted": self.client.muted,
-            "volume": round(self.playback.volume, 3),
-            "turns": client.turns,
-            "last_ending": client.last_ending.describe() if client.last_ending else None,
-            "dropped_frames": client.dropped_frames,
-            "underruns": self.playback.underruns,
-            "threads": _thread_counts(),
-        }
+        return describe(self.client, self.audio, self.leds, self.gpio_problem)
 
     # -- ControlHandler (the control socket) ---------------------------------------------------
 
@@ -417,16 +256,15 @@ class Daemon:
             start("filters", self._prepare_filters)
             start("microphone pump", self._pump_microphone)
             start("agent client", self.client.run)
-            start("notices", self._watch_notices)
             start("leds", self._follow_leds)
             start("control socket", control.serve)
             start("watchdog", lambda: watchdog_loop(self._notifier, self._healthy))
             start("reload", self._reload_on_request)
             if self.config.gpio.keyboard or self._keyboard_fd is not None:
                 start("keyboard", self._run_keyboard)
-            self._booting = False
             if not self.audio.mic.healthy:  # missing at start: no flip will say so
-                self._on_mic_health(False)
+                self.client.set_mic_health(False)
+            self.client.boot()
             self._leds_changed.set()
             self._notifier.ready(self._status_line())
             logger.info("ready (agent %s)", self.config.agent.agent_id)
@@ -450,7 +288,7 @@ class Daemon:
         the event loop, so that no conversation waits on scipy (audio.filtercache)."""
         store = FilterCache(cache_dir())
         use_coefficient_store(store)
-        pairs = rate_pairs(_rate_or(self.audio.mic, 16000), self.audio.output_rate)
+        pairs = rate_pairs(rate_or(self.audio.mic, 16000), self.audio.output_rate)
         started = time.monotonic()
         await asyncio.to_thread(prepare_filters, pairs)
         logger.info(
@@ -490,39 +328,16 @@ class Daemon:
             lambda: self.state, lambda: self.client.vad_score, self.leds, self._leds_changed
         )
 
-    async def _watch_notices(self) -> None:
-        while True:
-            notice = await self.client.notices.get()
-            if notice.kind in ("state", "vad"):
-                self._leds_changed.set()
-            if notice.kind == "state":
-                self._on_state(notice.text)
-            elif notice.kind == "ended" and self.button is not None:
-                self.button.conversation_ended()
-            if notice.kind != "vad":
-                if self.notices.full():
-                    self.notices.get_nowait()
-                self.notices.put_nowait(notice)
-
-    def _on_state(self, state: str) -> None:
-        previous, self._last_state = self._last_state, state
-        if self.config.audio.earcons and state != previous:
-            if state == ClientState.ERROR.value:
-                self.earcon("error")
-            elif state == ClientState.OFFLINE.value:
-                self.earcon("offline")
-        self._notifier.status(self._status_line())
-
     def _status_line(self) -> str:
         status = self.client.status()
         line = self.state
         if status.conversation_id:
             line += f", conversation {status.conversation_id}"
-        if self._mic_missing:
+        if self._detail == "no microphone" and self.state == State.ERROR.value:
             problem = getattr(self.audio.mic, "problem", None) or "not available"
             line += f": no microphone ({problem}); waiting for it"
-        elif self.state in ("error", "offline") and status.last_ending is not None:
-            line += f": {status.last_ending.reason.value}"
+        elif self.state in ("error", "offline") and self._detail:
+            line += f": {self._detail}"
         return line
 
     def earcon(self, kind: EarconKind) -> None:
@@ -571,55 +386,6 @@ class Daemon:
         if self.button is not None:
             self.button.close()
         self.leds.close()
-
-
-class _EarconControls:
-    """The button's (and ``ctl press``'s) view of the client: the same calls, with earcons.
-
-    The press earcon comes after ``press()``, whose barge-in flush would otherwise drop it."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self._daemon = daemon
-
-    def press(self) -> None:
-        self._daemon.client.press()
-        self._daemon.earcon("press")
-
-    def release(self) -> None:
-        self._daemon.client.release()
-        self._daemon.earcon("release")
-
-    def set_hands_free(self, on: bool) -> None:
-        self._daemon.client.set_hands_free(on)
-        self._daemon.earcon("press" if on else "release")
-
-    def hang_up(self) -> None:
-        self._daemon.client.hang_up()
-
-    def set_muted(self, muted: bool) -> None:
-        self._daemon.client.set_muted(muted)
-
-    @property
-    def muted(self) -> bool:
-        return self._daemon.client.muted
-
-
-def _thread_counts() -> dict[str, int]:
-    """Threads Python started (the loop's included) and the process's native threads: a
-    native thread Python does not know of is a library's (PortAudio's callback thread, lgpio's
-    notifier; a BLAS pool would be one too)."""
-    try:
-        native = sum(1 for _ in Path("/proc/self/task").iterdir())
-    except OSError:  # not Linux
-        native = -1
-    return {"python": threading.active_count(), "native": native}
-
-
-def _rate_or(device: Any, default: Any) -> Any:
-    try:
-        return device.rate
-    except DeviceError:
-        return default
 
 
 async def run_daemon(config_path: Path | None, *, verbose: bool = False) -> int:

@@ -4,7 +4,8 @@ Owns: the conversation URL (public, or signed via ``rest.get_signed_url`` before
 connection when an API key is configured), opening the socket with the limits the protocol
 needs (16 MiB messages, an open timeout, WebSocket keepalive pings that bound stall detection),
 the classification of connection failures into an ``Ending`` (transient or fatal), and
-``Link``: one open socket pumping frames to and from a ``Session``.
+``Link``: one open socket pumping frames to and from a ``Session``; and ``probe_service``,
+which tells whether the service answers without opening a conversation.
 
 Cancellation: ``Link.run`` may be cancelled at any await; the socket is then closed by the
 ``connect`` context manager of the caller. ``open_link`` may be cancelled while connecting.
@@ -129,6 +130,33 @@ def classify_connect_error(exc: BaseException) -> Ending:
     elif isinstance(exc, ConnectionClosed):
         return Ending(EndReason.CLOSED_BEFORE_METADATA, None, "closed during the handshake", True)
     return Ending(EndReason.CONNECT_FAILED, None, detail, before_metadata=True)
+
+
+async def probe_service(endpoint: Endpoint, *, limit: float) -> bool:
+    """Whether the conversation server answers at all: any HTTP response to a plain ``GET /``.
+
+    Opens no conversation (conversations are billed) and sends no key: it only tells the
+    ``offline`` appliance when the service can be reached again."""
+    url = urllib.parse.urlsplit(endpoint.server)
+    secure = url.scheme in ("wss", "https")
+    host = url.hostname or ""
+    port = url.port or (443 if secure else 80)
+    request = f"GET / HTTP/1.1\r\nHost: {url.netloc}\r\nUser-Agent: piagent\r\n"
+    request += "Connection: close\r\n\r\n"
+    try:
+        async with asyncio.timeout(limit):
+            reader, writer = await asyncio.open_connection(
+                host, port, ssl=ssl.create_default_context() if secure else None
+            )
+            try:
+                writer.write(request.encode("ascii"))
+                await writer.drain()
+                line = await reader.readline()
+            finally:
+                writer.close()
+    except (OSError, TimeoutError, ValueError):
+        return False
+    return line.startswith(b"HTTP/")
 
 
 @dataclass(frozen=True, slots=True)

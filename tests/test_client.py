@@ -172,6 +172,8 @@ def test_an_unconfigured_agent_sends_no_overrides() -> None:
     assert set(wire) == {"type", "source_info"}
     options = options_from_config(config)
     assert (options.idle_timeout, options.stall_timeout, options.chunk_ms) == (30.0, 15.0, 20)
+    policy = ClientOptions(idle_timeout=7.0, backoff_max=3.0, half_duplex=False).policy()
+    assert (policy.idle_timeout, policy.backoff_max, policy.half_duplex) == (7.0, 3.0, False)
     endpoint = endpoint_from_config(config.agent, Secret("sk_hidden"))
     assert endpoint.api_key == "sk_hidden"
     assert "sk_hidden" not in repr(endpoint)

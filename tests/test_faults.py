@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from piagent.client import AgentClient, ClientOptions, ClientState
+from piagent.appliance.commands import StateEntered
+from piagent.client import AgentClient, Announcement, ClientOptions, ClientState, Line
 from piagent.protocol.messages import (
     ConversationConfigOverride,
     ConversationInitiationClientData,
@@ -79,6 +80,13 @@ async def drive(
         await asyncio.sleep(0.02)
 
 
+def listen(client: AgentClient) -> list[Announcement]:
+    """Everything the client announces from now on, in order."""
+    heard: list[Announcement] = []
+    client.subscribe(heard.append)
+    return heard
+
+
 def make_client(
     endpoint: Endpoint,
     *,
@@ -109,6 +117,7 @@ async def observe(client: AgentClient, tally: Tally, count: int, within: float) 
     deadline = loop.time() + within
     last = client.status().last_ending
     ended_at: float | None = None
+    heard = listen(client)
     while tally.faults < count or ended_at is not None:
         assert loop.time() < deadline, f"{tally.kind}: only {tally.faults} faults in {within} s"
         client.feed(FRAME)
@@ -121,9 +130,12 @@ async def observe(client: AgentClient, tally: Tally, count: int, within: float) 
             tally.reasons.add(ending.reason)
             assert ending.reason.retryable, (tally.kind, ending)
             ended_at = now
-        while not client.notices.empty():
-            notice = client.notices.get_nowait()
-            if notice.kind == "state" and notice.text == "connecting" and ended_at is not None:
+        while heard:
+            announcement = heard.pop(0)
+            connecting = isinstance(announcement, StateEntered) and announcement.state is (
+                ClientState.CONNECTING
+            )
+            if connecting and ended_at is not None:
                 tally.gaps.append(now - ended_at)
                 ended_at = None
 
@@ -200,14 +212,11 @@ async def survivable(kind: str, steps: str) -> Tally:
         client = make_client(Endpoint("demo", sim.ws_base, sim.http_base))
         async with asyncio.TaskGroup() as tasks:
             runner = tasks.create_task(client.run())
-            heard: list[str] = []
+            announced = listen(client)
 
             def agent_spoke_after_the_faults() -> bool:
-                while not client.notices.empty():
-                    notice = client.notices.get_nowait()
-                    if notice.kind == "agent":
-                        heard.append(notice.text)
-                return "after the fault" in heard
+                said = [a.text for a in announced if isinstance(a, Line) and a.kind == "agent"]
+                return "after the fault" in said
 
             # The oversize frame is a minute of real audio: the turn after it still arrives.
             await drive(client, agent_spoke_after_the_faults, within=10)

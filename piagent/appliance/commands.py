@@ -12,24 +12,16 @@ Pure: imports nothing that does I/O.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from piagent.appliance.events import Timer
+from piagent.appliance.rules import Next, Uplink
 from piagent.appliance.table import State, Trigger
 from piagent.protocol.messages import ContextualUpdate, UserMessage
 from piagent.protocol.session import Ending
 
 EarconName = Literal["press", "release", "connected", "offline", "error"]
-
-
-class Uplink(enum.Enum):
-    """What becomes of each microphone frame."""
-
-    HOLD = "hold"  # nothing is sent (no conversation, or queued): the turn's frames are kept
-    VOICE = "voice"  # the microphone's audio is sent
-    SILENCE = "silence"  # digital silence is sent in its place (protocol.md §8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +139,8 @@ class ConversationEnded:
 
     ending: Ending
     at: float
-    retrying: bool  # a new conversation (or a check for the service) follows by itself
+    next: Next
+    delay: float | None = None  # seconds until the reconnection or the check
 
 
 Command: TypeAlias = (

@@ -48,9 +48,10 @@ class ButtonDown:
 
 @dataclass(frozen=True, slots=True)
 class ButtonUp:
-    """The push-to-talk button went up."""
+    """The push-to-talk button went up; ``captured``: the microphone gave frames meanwhile."""
 
     at: float
+    captured: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ class Context:
 
     at: float
     text: str
+    context_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,34 +5,19 @@ back out, for the I/O side to run and to hand to its subscribers. The appliance 
 of its own (every event carries ``at``), starts no timers itself (it asks for them and is told
 when they fire) and does no I/O, so every behaviour here is tested on a fake clock.
 
-What it decides:
-
-* conversations are opened on demand (a press, a typed message, hands-free talking) or kept
-  open (``always_connected``), and closed after ``idle_timeout`` without speech either way, at
-  ``max_duration``, on request, or after the server's last words;
-* the user's turn is held from the press until it is answered, so that audio captured while a
-  conversation opens, while the service queues it (``queue_status``), or while a dropped
-  conversation is replaced is sent once audio can be heard;
-* a transient drop while the appliance is in use (a turn awaits its answer, the agent speaks,
-  the user talks, hands-free is on) reconnects at once into a new conversation and sends the
-  unanswered turn again; a drop while idle just ends the conversation;
-* after a stall or a failed connection the appliance is ``offline``: it retries with backoff
-  for a user who is waiting, and otherwise only checks that the service answers (``Probe``),
-  never opening a conversation nobody asked for (conversations are billed);
-* a queue wait that times out (``timed_out``, close code 3008) is reported and retried;
-* a fatal ending (a rejected key, an override the agent refuses) is ``error`` until a press or
-  a reload; a microphone missing for ``mic_grace`` shows as ``error`` while nothing happens.
-
-The state moves only through ``table.TRANSITIONS``; every move is logged at DEBUG and
-announced as ``StateEntered``.
+What it decides: when conversations open and close; that the user's turn is held from the
+press until its answer has been heard, and sent (again) once audio can be heard (after the
+queue admits it, after a drop while in use); ``offline`` after a stall or a failed connection,
+checked without a conversation; ``error`` for fatal endings and a missing microphone. The
+state moves only through ``table.TRANSITIONS``, each move logged and announced.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import random
 
+from piagent.appliance import events as ev
 from piagent.appliance.commands import (
     CancelTimer,
     Command,
@@ -52,73 +37,28 @@ from piagent.appliance.commands import (
     StateEntered,
     StopTurn,
     TurnAnswered,
-    Uplink,
 )
-from piagent.appliance.events import (
-    AgentAudio,
-    Booted,
-    ButtonDown,
-    ButtonUp,
-    ConnectionClosed,
-    Context,
-    ConversationStarted,
-    Event,
-    HandsFree,
-    HangUpRequested,
-    Interrupted,
-    MicHealth,
-    MuteRequested,
-    PlaybackDrained,
-    ProbeAnswered,
-    QueueAdmitted,
-    QueueTimedOut,
-    QueueWaiting,
-    Reloaded,
-    ServerEnding,
-    Timer,
-    TimerFired,
-    Typed,
-    UserHeard,
-    VoiceActivity,
-)
+from piagent.appliance.events import Timer
 from piagent.appliance.options import Backoff, Options
+from piagent.appliance.rules import (
+    ACTIVITY,
+    ACTIVITY_TRIGGERS,
+    Link,
+    Next,
+    Uplink,
+    activity,
+    is_queue_timeout,
+    is_unreachable,
+    judge,
+    uplink_mode,
+)
 from piagent.appliance.table import State, Trigger, can, transition
 from piagent.protocol.messages import ContextualUpdate, UserMessage
-from piagent.protocol.session import Ending, EndReason
+from piagent.protocol.session import Ending
 
 logger = logging.getLogger(__name__)
 
-QUEUE_TIMEOUT_CLOSE = 3008  # the close code of a queue wait that timed out
 PENDING_LIMIT = 32  # contextual updates held while no conversation is open; oldest dropped
-
-
-class Link(enum.Enum):
-    """Where the one conversation's connection stands."""
-
-    DOWN = "down"  # none
-    OPENING = "opening"  # asked for; metadata not yet here
-    QUEUED = "queued"  # the service holds it in its queue and discards our audio
-    UP = "up"  # audio flows both ways
-
-
-# The states whose display follows what happens inside a conversation; the others are moved
-# only by the life of the connection.
-_ACTIVITY = frozenset({State.READY, State.LISTENING, State.THINKING, State.SPEAKING})
-# The trigger that moves an activity state to another one.
-_ACTIVITY_TRIGGERS: dict[tuple[State, State], Trigger] = {
-    (State.READY, State.LISTENING): Trigger.TALK,
-    (State.THINKING, State.LISTENING): Trigger.TALK,
-    (State.SPEAKING, State.LISTENING): Trigger.TALK,
-    (State.LISTENING, State.THINKING): Trigger.TURN_OVER,
-    (State.READY, State.THINKING): Trigger.AWAIT,
-    (State.SPEAKING, State.THINKING): Trigger.AWAIT,
-    (State.READY, State.SPEAKING): Trigger.REPLY,
-    (State.LISTENING, State.SPEAKING): Trigger.REPLY,
-    (State.THINKING, State.SPEAKING): Trigger.REPLY,
-    (State.SPEAKING, State.READY): Trigger.QUIET,
-    (State.THINKING, State.READY): Trigger.NO_REPLY,
-    (State.LISTENING, State.READY): Trigger.NOTHING_SAID,
-}
 
 
 class Appliance:
@@ -142,6 +82,7 @@ class Appliance:
         self._fatal: Ending | None = None
         self._turn_held = False  # the runner holds a user turn that is not yet answered
         self._awaiting: float | None = None  # when the unanswered turn ended
+        self._answering: float | None = None  # ... and while its answer plays: when it ended
         self._heard = False  # the server heard the turn that awaits its answer
         self._typed: str | None = None  # the unanswered turn, when it was typed
         self._pending: list[ContextualUpdate] = []
@@ -169,71 +110,77 @@ class Appliance:
         return self._uplink
 
     @property
-    def timers(self) -> dict[Timer, float]:
-        """The armed timers and when they are due."""
-        return dict(self._timers)
+    def held(self) -> bool:
+        """The button holds a turn open (pressed, or toggled on)."""
+        return self._held
+
+    @property
+    def hands_free(self) -> bool:
+        """Hands-free talking is on (tap mode)."""
+        return self._hands_free
 
     # ------------------------------------------------------------------------------------------
     # The entry point
 
-    def handle(self, event: Event) -> list[Command]:
+    def handle(self, event: ev.Event) -> list[Command]:
         """Take one event; return what to do about it, in order."""
         self._out = []
         at = event.at
         match event:
-            case Booted():
+            case ev.Booted():
                 self._go(Trigger.BOOTED, at)
                 if self.options.always_connected:
                     self._want(at)
-            case ButtonDown():
+            case ev.ButtonDown():
                 self._on_press(at)
-            case ButtonUp():
-                self._on_release(at)
-            case HandsFree(on=on):
+            case ev.ButtonUp(captured=captured):
+                self._on_release(at, captured)
+            case ev.HandsFree(on=on):
                 self._hands_free = on
                 self._touch(at)
                 self._emit(PlayEarcon("press" if on else "release"))
                 if on:
                     self._want(at)
-            case Typed(text=text):
+            case ev.Typed(text=text):
                 self._on_typed(at, text)
-            case Context(text=text):
-                self._on_context(text)
-            case HangUpRequested(let_finish=let_finish):
+            case ev.Context(text=text, context_id=context_id):
+                self._on_context(ContextualUpdate(text, context_id))
+            case ev.HangUpRequested(let_finish=let_finish):
                 self._on_hang_up(at, let_finish)
-            case MuteRequested(muted=muted):
+            case ev.MuteRequested(muted=muted):
                 self._muted = muted
-            case MicHealth(healthy=healthy):
+            case ev.MicHealth(healthy=healthy):
                 self._on_mic_health(at, healthy)
-            case Reloaded(options=options):
+            case ev.Reloaded(options=options):
                 self._on_reload(at, options)
-            case ConversationStarted(conversation_id=conversation_id):
+            case ev.ConversationStarted(conversation_id=conversation_id):
                 self._on_started(at, conversation_id)
-            case QueueWaiting():
+            case ev.QueueWaiting():
                 self._on_queued(at)
-            case QueueAdmitted():
+            case ev.QueueAdmitted():
                 self._on_admitted(at)
-            case QueueTimedOut():
+            case ev.QueueTimedOut():
                 logger.warning("the service's queue wait timed out")
                 self._queue_timed_out = True
-            case UserHeard():
+            case ev.UserHeard():
                 self._on_user_heard(at)
-            case VoiceActivity():
+            case ev.VoiceActivity():
                 self._touch(at)
-            case AgentAudio(turn=turn):
+            case ev.AgentAudio(turn=turn):
                 self._on_agent_audio(at, turn)
-            case Interrupted():
+            case ev.Interrupted():
                 self._playing = False
                 self._emit(FlushPlayback())
-            case ServerEnding():
+                self._answered()
+            case ev.ServerEnding():
                 self._on_server_ending(at)
-            case ConnectionClosed(ending=ending):
+            case ev.ConnectionClosed(ending=ending):
                 self._on_closed(at, ending)
-            case ProbeAnswered(ok=ok):
+            case ev.ProbeAnswered(ok=ok):
                 self._on_probe(at, ok)
-            case PlaybackDrained():
+            case ev.PlaybackDrained():
                 self._on_drained(at)
-            case TimerFired(timer=timer):  # pragma: no branch (the last kind of event)
+            case ev.TimerFired(timer=timer):  # pragma: no branch (the last kind of event)
                 self._on_timer(at, timer)
         self._sync_uplink()
         self._settle(at)
@@ -250,7 +197,7 @@ class Appliance:
             self._fatal = None
         if self._playing:
             self._barge_in()
-        self._awaiting = None
+        self._awaiting = self._answering = None
         self._typed = None
         self._cancel(Timer.REPLY)
         self._turn_held = True
@@ -258,14 +205,14 @@ class Appliance:
         self._emit(PlayEarcon("press"))  # after the barge-in flush, which would drop it
         self._want(at)
 
-    def _on_release(self, at: float) -> None:
+    def _on_release(self, at: float, captured: bool) -> None:
         if not self._held:
             return
         self._held = False
         self._touch(at)
         self._emit(StopTurn())
         self._emit(PlayEarcon("release"))
-        if self._muted:  # nothing was captured: there is no turn to answer
+        if self._muted or not captured:  # nothing was heard: there is no turn to answer
             self._forget_turn()
             return
         self._await_answer(at, heard=False)
@@ -274,6 +221,7 @@ class Appliance:
         self._touch(at)
         if self._playing:
             self._barge_in()
+        self._answering = None
         if self._turn_held and not self._held:
             self._forget_turn()
         self._typed = text
@@ -283,8 +231,7 @@ class Appliance:
         else:
             self._want(at)
 
-    def _on_context(self, text: str) -> None:
-        message = ContextualUpdate(text)
+    def _on_context(self, message: ContextualUpdate) -> None:
         if self._link is Link.UP:
             self._emit(Send(message))
             return
@@ -399,11 +346,9 @@ class Appliance:
         if self._awaiting is None:
             return
         self._emit(TurnAnswered(turn, (at - self._awaiting) * 1000.0, at))
-        self._awaiting = None
-        self._typed = None
+        # The turn is kept until its answer has been heard: a drop midway asks it again.
+        self._answering, self._awaiting = self._awaiting, None
         self._cancel(Timer.REPLY)
-        if self._turn_held and not self._held:
-            self._forget_turn()
 
     def _on_server_ending(self, at: float) -> None:
         if self._playing:
@@ -414,79 +359,76 @@ class Appliance:
     def _on_drained(self, at: float) -> None:
         self._playing = False
         self._touch(at)  # idle time counts from the agent's last word heard, not received
+        self._answered()
         if Timer.LAST_WORDS in self._timers:
             self._cancel(Timer.LAST_WORDS)
             self._schedule(Timer.CLOSE, at + self.options.close_grace)
 
     def _on_closed(self, at: float, ending: Ending) -> None:
         hung_up = self._hanging_up
-        queue_timeout = self._queue_timed_out or ending.code == QUEUE_TIMEOUT_CLOSE
+        queue = is_queue_timeout(ending, timed_out=self._queue_timed_out)
         self._link = Link.DOWN
         self._started = self._hanging_up = self._queue_timed_out = False
-        for timer in (Timer.IDLE, Timer.MAX_DURATION, Timer.REPLY, Timer.LAST_WORDS, Timer.CLOSE):
+        for timer in (
+            Timer.IDLE,
+            Timer.MAX_DURATION,
+            Timer.REPLY,
+            Timer.LAST_WORDS,
+            Timer.CLOSE,
+        ):
             self._cancel(timer)
-        if not ending.before_metadata:
-            self._backoff.reset()
-        if ending.cut_turn is not None:
-            logger.warning("agent turn %d was cut off: %s", ending.cut_turn, ending.describe())
+        if self._answering is not None and self._heard:
+            # Its answer was cut off: the turn the server had heard awaits it again. (A turn it
+            # never heard, a press without a word, took whatever came next as its answer.)
+            self._awaiting, self._answering = self._answering, None
+        self._answered()
         in_use = not hung_up and (
             self._held
             or self._hands_free
             or self._awaiting is not None
-            or self._playing
             or self.options.always_connected
         )
-        reason = ending.reason
-        if hung_up or (not reason.is_error and not queue_timeout):
-            self._end_normally(at, ending, again=self.options.always_connected and not hung_up)
-        elif not reason.retryable and not queue_timeout:
-            self._fail(at, ending)
-        elif queue_timeout:
-            self._emit(ConversationEnded(ending, at, retrying=in_use))
-            logger.warning("%s: the queue wait timed out", ending.describe())
-            if in_use:
-                self._detail = "queue wait timed out"
-                if can(self._state, Trigger.DROPPED):
-                    self._go(Trigger.DROPPED, at)
-                self._schedule(Timer.RETRY, at + self._backoff.next_delay())
-            else:
-                self._end(at)
-        elif reason is EndReason.STALLED or ending.before_metadata:
-            self._emit(ConversationEnded(ending, at, retrying=True))
-            self._detail = reason.value
-            self._go(Trigger.UNREACHABLE, at)
+        always = self.options.always_connected
+        next_ = judge(ending, hung_up=hung_up, in_use=in_use, queue=queue, always_connected=always)
+        unreachable = is_unreachable(ending, queue=queue)
+        if not ending.before_metadata and not (next_ is Next.RECONNECT and not unreachable):
+            self._backoff.reset()  # a conversation worked; a drop in use keeps counting
+        delay: float | None = None
+        if next_ in (Next.RECONNECT, Next.PROBE):
             delay = self._backoff.next_delay()
-            what = "retrying" if in_use else "checking for the service again"
-            logger.warning("%s; %s in %.1f s", ending.describe(), what, delay)
-            self._schedule(Timer.RETRY if in_use else Timer.PROBE, at + delay)
-        elif in_use:
-            self._emit(ConversationEnded(ending, at, retrying=True))
-            logger.warning("%s; reconnecting into a new conversation", ending.describe())
-            self._emit(PlayEarcon("offline"))
-            self._detail = reason.value
-            self._go(Trigger.DROPPED, at)
-            self._dial(at)
-        else:
-            self._emit(ConversationEnded(ending, at, retrying=False))
-            logger.info("%s while idle: the conversation is over", ending.describe())
-            self._end(at)
-
-    def _end_normally(self, at: float, ending: Ending, *, again: bool) -> None:
-        log = logger.warning if ending.reason.is_error else logger.info
-        log("conversation ended: %s", ending.describe())
-        self._emit(ConversationEnded(ending, at, retrying=again))
-        self._end(at)
-        if again:
-            self._want(at)
+            drop = next_ is Next.RECONNECT and not unreachable and not queue
+            if drop and self._backoff.attempts == 1:
+                delay = 0.0  # a drop of a working conversation: at once, the first time
+        self._emit(ConversationEnded(ending, at, next_, delay))
+        match next_:
+            case Next.OVER | Next.AGAIN:
+                self._end(at)
+                if next_ is Next.AGAIN:
+                    self._want(at)
+            case Next.FATAL:
+                self._fail(at, ending)
+            case Next.PROBE | Next.RECONNECT:  # pragma: no branch (the last ones)
+                assert delay is not None
+                self._detail = "queue wait timed out" if queue else ending.reason.value
+                if unreachable:
+                    self._go(Trigger.UNREACHABLE, at)
+                elif can(self._state, Trigger.DROPPED):
+                    self._emit(PlayEarcon("offline"))
+                    self._go(Trigger.DROPPED, at)
+                if next_ is Next.PROBE:
+                    self._schedule(Timer.PROBE, at + delay)
+                elif delay == 0.0:
+                    self._dial(at)
+                else:
+                    self._schedule(Timer.RETRY, at + delay)
 
     def _end(self, at: float) -> None:
         self._abandon_turn()
-        if self._state in (State.CONNECTING, State.WAITING):
+        self._hands_free = False  # the button's next press opens a new conversation
+        if self._state in (State.CONNECTING, State.WAITING, State.LISTENING, State.THINKING):
             self._go(Trigger.ENDED, at)
 
     def _fail(self, at: float, ending: Ending) -> None:
-        logger.error("%s; not retrying: %s", ending.describe(), ending.reason.advice)
-        self._emit(ConversationEnded(ending, at, retrying=False))
         self._fatal = ending
         self._detail = ending.reason.value
         self._pending.clear()
@@ -586,9 +528,20 @@ class Appliance:
         self._turn_held = False
         self._emit(ForgetTurn())
 
+    def _answered(self) -> None:
+        """The answer has been heard (or cut short by the user): the turn is done."""
+        if self._answering is None:
+            return
+        self._answering = None
+        self._typed = None
+        self._backoff.reset()  # a whole answer came through: the service is well again
+        if self._turn_held and not self._held:
+            self._forget_turn()
+
     def _abandon_turn(self) -> None:
         """No answer will come: forget the turn (a press still going on keeps its own)."""
         self._awaiting = None
+        self._answering = None
         self._typed = None
         self._cancel(Timer.REPLY)
         if self._turn_held and not self._held:
@@ -609,13 +562,9 @@ class Appliance:
         self._out.append(command)
 
     def _sync_uplink(self) -> None:
-        if self._link is not Link.UP:
-            mode = Uplink.HOLD
-        else:
-            talking = self._held or self._hands_free
-            gated = self.options.half_duplex and not self._held and self._playing
-            voice = talking and not self._muted and not gated
-            mode = Uplink.VOICE if voice else Uplink.SILENCE
+        talking = self._held or self._hands_free
+        gated = self.options.half_duplex and not self._held and self._playing
+        mode = uplink_mode(self._link, voice=talking and not self._muted and not gated)
         if mode is not self._uplink:
             self._uplink = mode
             self._emit(SetUplink(mode))
@@ -626,21 +575,15 @@ class Appliance:
             self._go(Trigger.CLEARED, at)
         if self._state is State.MUTED and not self._muted:
             self._go(Trigger.UNMUTE, at)
-        if self._state not in _ACTIVITY:
+        if self._state not in ACTIVITY:
             return
         if self._muted:
             self._go(Trigger.MUTE, at)
             return
-        if self._uplink is Uplink.VOICE:
-            target = State.LISTENING
-        elif self._playing:
-            target = State.SPEAKING
-        elif self._awaiting is not None and self._link is Link.UP:
-            target = State.THINKING
-        else:
-            target = State.READY
+        awaiting = self._awaiting is not None and self._link is Link.UP
+        target = activity(self._uplink, playing=self._playing, awaiting=awaiting)
         if target is not self._state:
-            self._go(_ACTIVITY_TRIGGERS[self._state, target], at)
+            self._go(ACTIVITY_TRIGGERS[self._state, target], at)
         if self._state is State.READY and self._mic_missing and self._link is Link.DOWN:
             self._detail = "no microphone"
             self._go(Trigger.MIC_LOST, at)
@@ -653,4 +596,4 @@ class Appliance:
         self._emit(StateEntered(self._state, previous, trigger, at, detail))
 
 
-__all__ = ["PENDING_LIMIT", "QUEUE_TIMEOUT_CLOSE", "Appliance", "Link"]
+__all__ = ["PENDING_LIMIT", "Appliance", "Link"]

@@ -23,7 +23,6 @@ from piagent.appliance.commands import (
     ReplayTurn,
     Send,
     SetUplink,
-    StartTimer,
     StartTurn,
     StateEntered,
     StopTurn,
@@ -53,8 +52,9 @@ from piagent.appliance.events import (
     UserHeard,
     VoiceActivity,
 )
+from piagent.appliance.rules import Next, judge
 from piagent.protocol.messages import ContextualUpdate, UserMessage
-from piagent.protocol.session import EndReason
+from piagent.protocol.session import Ending, EndReason
 from tests.appliance.rig import Rig
 
 S = State
@@ -100,9 +100,9 @@ def test_boots_to_ready_and_a_press_opens_a_conversation_holding_the_turn() -> N
     rig.advance(0.5)
     out = rig.feed(AgentAudio, 3)
     assert TurnAnswered(3, pytest.approx(500.0), 2.3) in out  # type: ignore[arg-type]
-    assert ForgetTurn() in out and rig.state is S.SPEAKING
-    rig.feed(PlaybackDrained)
-    assert rig.state is S.READY
+    assert ForgetTurn() not in out and rig.state is S.SPEAKING  # kept until the answer is heard
+    out = rig.feed(PlaybackDrained)
+    assert ForgetTurn() in out and rig.state is S.READY
     assert rig.states() == [S.READY, S.CONNECTING, S.LISTENING, S.THINKING, S.SPEAKING, S.READY]
 
 
@@ -112,8 +112,24 @@ def test_always_connected_opens_at_boot_and_again_after_a_normal_end() -> None:
     rig.start()
     assert rig.state is S.READY
     out = rig.close(EndReason.AGENT_ENDED_CALL)
-    assert ConversationEnded(rig.commands(ConversationEnded)[0].ending, 0.0, True) in out
+    assert [c.next for c in out if isinstance(c, ConversationEnded)] == [Next.AGAIN]
     assert Connect() in out and rig.state is S.CONNECTING
+
+
+def test_always_connected_reopens_after_a_normal_end_that_cut_a_wait() -> None:
+    rig = Rig(always_connected=True).boot()
+    rig.start()
+    talked(rig)
+    assert rig.state is S.THINKING
+    rig.close(EndReason.NO_INPUT_TIMEOUT, 1000)
+    assert rig.state is S.CONNECTING and len(rig.commands(Connect)) == 2
+
+
+def test_an_end_while_talking_hands_free_forgets_hands_free() -> None:
+    rig = conversation()
+    rig.feed(HandsFree, True)
+    rig.close(EndReason.AGENT_ENDED_CALL)
+    assert rig.state is S.READY and not rig.commands(Connect)
 
 
 def test_a_release_without_a_press_and_a_muted_press_await_nothing() -> None:
@@ -125,6 +141,10 @@ def test_a_release_without_a_press_and_a_muted_press_await_nothing() -> None:
     assert rig.state is S.MUTED and rig.appliance.uplink is Uplink.SILENCE
     out = rig.feed(ButtonUp)
     assert ForgetTurn() in out and rig.state is S.MUTED
+    rig.feed(MuteRequested, False)
+    rig.feed(ButtonDown)
+    out = rig.feed(ButtonUp, captured=False)  # released before the microphone gave a frame
+    assert ForgetTurn() in out and rig.state is S.READY
     rig.feed(MuteRequested, False)
     assert rig.state is S.READY and rig.appliance.muted is False
 
@@ -391,14 +411,56 @@ def test_a_drop_while_idle_just_ends_the_conversation() -> None:
     rig = conversation()
     out = rig.close(EndReason.SERVER_ERROR, 1011)
     assert not rig.commands(Connect) and rig.state is S.READY
-    assert [c.retrying for c in out if isinstance(c, ConversationEnded)] == [False]
+    assert [c.next for c in out if isinstance(c, ConversationEnded)] == [Next.OVER]
 
 
-def test_a_drop_while_the_agent_speaks_reconnects() -> None:
+def test_a_drop_while_the_agent_answers_asks_the_question_again() -> None:
     rig = conversation()
+    talked(rig)
+    rig.feed(UserHeard)
     rig.feed(AgentAudio, 2)
-    rig.close(EndReason.CONNECTION_LOST)
+    rig.close(EndReason.CONNECTION_LOST, cut_turn=2)
     assert rig.commands(Connect) and rig.state is S.CONNECTING
+    out = rig.start("conv_2")
+    assert ReplayTurn() in out and rig.state is S.SPEAKING  # the cut answer still plays out
+    rig.feed(PlaybackDrained)
+    assert rig.state is S.THINKING
+
+
+def test_a_drop_while_the_greeting_plays_is_not_in_use() -> None:
+    rig = conversation()
+    rig.feed(AgentAudio, 2)  # nobody asked anything
+    rig.close(EndReason.CONNECTION_LOST, cut_turn=2)
+    assert not rig.commands(Connect) and rig.state is S.SPEAKING
+
+
+def test_a_drop_after_a_turn_the_server_never_heard_got_audio_is_not_in_use() -> None:
+    rig = conversation()
+    talked(rig)  # a press without a word: the greeting that follows counts as its answer
+    rig.feed(AgentAudio, 2)
+    out = rig.close(EndReason.CONNECTION_LOST, cut_turn=2)
+    assert ForgetTurn() in out and not rig.commands(Connect)
+
+
+def test_an_interrupted_answer_is_done_with() -> None:
+    rig = conversation()
+    talked(rig)
+    rig.feed(AgentAudio, 2)
+    assert ForgetTurn() in rig.feed(Interrupted)
+    rig.close(EndReason.CONNECTION_LOST)
+    assert not rig.commands(Connect)
+
+
+def test_a_server_that_keeps_dropping_is_retried_with_backoff() -> None:
+    rig = conversation(backoff_initial=1.0, backoff_max=4.0)
+    talked(rig)
+    rig.close(EndReason.SERVER_ERROR, 1011)
+    assert len(rig.commands(Connect)) == 1  # at once
+    rig.start("conv_2")
+    rig.close(EndReason.SERVER_ERROR, 1011)
+    assert len(rig.commands(Connect)) == 1 and Timer.RETRY in rig.timers
+    rig.advance(2.0)
+    assert len(rig.commands(Connect)) == 2
 
 
 def test_a_stall_while_idle_is_offline_until_a_probe_answers_without_a_conversation() -> None:
@@ -445,11 +507,10 @@ def test_hang_up_while_offline_for_a_user_stops_retrying_and_only_probes() -> No
     assert rig.feed(HangUpRequested) == []  # already probing
 
 
-def test_a_cut_turn_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_cut_turn_is_announced_with_the_ending() -> None:
     rig = conversation()
-    with caplog.at_level(logging.WARNING):
-        rig.close(EndReason.SERVER_ERROR, 1011, cut_turn=4)
-    assert "agent turn 4 was cut off" in caplog.text
+    out = rig.close(EndReason.SERVER_ERROR, 1011, cut_turn=4)
+    assert [c.ending.cut_turn for c in out if isinstance(c, ConversationEnded)] == [4]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -491,17 +552,32 @@ def test_a_reload_while_offline_tries_the_new_settings_at_once() -> None:
     assert Connect() in out and rig.state is S.CONNECTING
 
 
-def test_a_normal_but_erroneous_end_is_logged_as_a_warning(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize(
+    ("reason", "code", "hung_up", "in_use", "queue", "always", "expected"),
+    [
+        (EndReason.CONNECTION_LOST, None, True, True, False, True, Next.OVER),
+        (EndReason.CLIENT_HANGUP, 1000, False, True, False, False, Next.OVER),
+        (EndReason.NO_INPUT_TIMEOUT, 1000, False, False, False, True, Next.AGAIN),
+        (EndReason.AUTH_REJECTED, None, False, True, False, False, Next.FATAL),
+        (EndReason.SERVER_CLOSED, 3008, False, True, True, False, Next.RECONNECT),
+        (EndReason.SERVER_ERROR, 1011, False, True, False, False, Next.RECONNECT),
+        (EndReason.SERVER_ERROR, 1011, False, False, False, False, Next.OVER),
+        (EndReason.STALLED, None, False, False, False, False, Next.PROBE),
+        (EndReason.SERVER_CLOSED, 3008, False, False, True, False, Next.OVER),
+    ],
+)
+def test_what_follows_an_ending(
+    reason: EndReason,
+    code: int | None,
+    hung_up: bool,
+    in_use: bool,
+    queue: bool,
+    always: bool,
+    expected: Next,
 ) -> None:
-    rig = conversation()
-    with caplog.at_level(logging.WARNING):
-        rig.close(EndReason.NO_INPUT_TIMEOUT, 1000)
-    assert rig.state is S.READY and "conversation ended" not in caplog.text
-    rig = conversation()
-    with caplog.at_level(logging.INFO):
-        rig.close(EndReason.CLIENT_HANGUP, 1000)
-    assert "conversation ended: client hung up" in caplog.text
+    ending = Ending(reason, code, "")
+    got = judge(ending, hung_up=hung_up, in_use=in_use, queue=queue, always_connected=always)
+    assert got is expected
 
 
 # ----------------------------------------------------------------------------------------------
@@ -550,7 +626,7 @@ def test_a_queue_timeout_is_reported_and_retried_with_backoff() -> None:
     rig.feed(QueueTimedOut)
     out = rig.close(EndReason.SERVER_CLOSED, 3008)
     ended = [c for c in out if isinstance(c, ConversationEnded)]
-    assert ended[0].retrying and rig.state is S.CONNECTING
+    assert ended[0].next is Next.RECONNECT and rig.state is S.CONNECTING
     entered = [c for c in out if isinstance(c, StateEntered)]
     assert entered[-1].trigger is Trigger.DROPPED
     assert len(rig.commands(Connect)) == 1
@@ -611,11 +687,14 @@ def test_mute_while_ready_without_a_conversation() -> None:
     assert rig.state is S.MUTED
 
 
-def test_the_appliance_reports_its_armed_timers() -> None:
+def test_the_appliance_reports_the_buttons_hold_and_hands_free() -> None:
     appliance = Appliance(Options())
-    assert appliance.timers == {}
-    assert StartTimer(Timer.MIC_GRACE, 2.0) in appliance.handle(MicHealth(0.0, False))
-    assert appliance.timers == {Timer.MIC_GRACE: 2.0}
+    appliance.handle(ButtonDown(0.0))
+    assert appliance.held and not appliance.hands_free
+    appliance.handle(HandsFree(0.1, True))
+    assert appliance.hands_free
+    appliance.handle(HangUpRequested(0.2))
+    assert not appliance.held and not appliance.hands_free
 
 
 def test_metadata_while_queued_waits_for_admission() -> None:

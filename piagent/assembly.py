@@ -1,0 +1,132 @@
+"""The daemon's parts, built from a ``Config``: the audio devices (PyAudio or WAV files) and the
+client tools.
+
+Owns ``Audio`` (the assembled audio side: the microphone, the speaker's ``Playback`` and the
+device tasks to run), ``build_audio``, ``build_tools`` and ``rate_or``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from piagent.audio.devices import DeviceError, Microphone, Speaker
+from piagent.audio.playback import Playback, VolumeStore
+from piagent.audio.wavio import WavMicrophone, WavSpeaker
+from piagent.config import Config
+from piagent.tools import CommandTool, PythonTool, ToolRegistry
+
+logger = logging.getLogger(__name__)
+
+
+class InputDevice(Protocol):
+    """What the daemon needs of a microphone (PyAudio or WAV)."""
+
+    @property
+    def rate(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def healthy(self) -> bool: ...
+    def frames(self) -> Any: ...
+
+
+@dataclass
+class Audio:
+    """The assembled audio side."""
+
+    mic: InputDevice
+    playback: Playback
+    output_name: Callable[[], str]
+    output_rate: int
+    output_healthy: Callable[[], bool]
+    output_xruns: Callable[[], int]
+    tasks: list[tuple[str, Callable[[], Awaitable[None]]]]
+
+
+def build_audio(config: Config) -> Audio:
+    """Open the configured devices (PyAudio) or files (WAV).
+
+    A PyAudio device that is missing at start is not fatal: it is reported and reopened by
+    name when it appears; the daemon stays up meanwhile."""
+    audio = config.audio
+    store = VolumeStore()
+    if audio.backend == "wav":
+        assert audio.input.file is not None and audio.output.file is not None  # config checks
+        wav_mic = WavMicrophone(
+            audio.input.file, chunk_ms=audio.input.chunk_ms, gain_db=audio.input.gain_db
+        )
+        rate = audio.output.rate or 48000
+        playback = Playback(
+            rate, jitter_ms=audio.output.jitter_ms, volume=audio.output.volume, store=store
+        )
+        wav_speaker = WavSpeaker(audio.output.file, rate, playback)
+        return Audio(
+            mic=wav_mic,
+            playback=playback,
+            output_name=lambda: wav_speaker.name,
+            output_rate=rate,
+            output_healthy=lambda: wav_speaker.healthy,
+            output_xruns=lambda: 0,  # a file never runs dry
+            tasks=[("speaker", wav_speaker.run)],
+        )
+    mic = Microphone(audio.input)
+    speaker = Speaker(audio.output)
+    for device, what in ((mic, "audio.input.device"), (speaker, "audio.output.device")):
+        try:
+            device.open()
+        except DeviceError as exc:
+            logger.warning(
+                "%s not available yet (%s); it will be reopened when it appears", what, exc
+            )
+    try:
+        rate = speaker.rate
+    except DeviceError:
+        # Not opened and no rate configured: pin 48 kHz, which every USB DAC accepts, so the
+        # buffer and the device agree whenever it appears.
+        speaker = Speaker(dataclasses.replace(audio.output, rate=48000))
+        rate = 48000
+    playback = Playback(
+        rate,
+        jitter_ms=audio.output.jitter_ms,
+        volume=audio.output.volume,
+        period_s=speaker.period_s,
+        store=store,
+    )
+    speaker.source = playback
+    return Audio(
+        mic=mic,
+        playback=playback,
+        output_name=lambda: speaker.name,
+        output_rate=rate,
+        output_healthy=lambda: speaker.healthy,
+        output_xruns=lambda: speaker.xruns,
+        tasks=[("microphone device", mic.run), ("speaker device", speaker.run)],
+    )
+
+
+def build_tools(config: Config, host: Any) -> ToolRegistry:
+    """The client tools the config declares."""
+    tools = config.tools
+    return ToolRegistry(
+        host,
+        builtins=tools.builtins,
+        commands=[
+            CommandTool(t.name, t.command, t.timeout, t.description)
+            for t in tools.commands.values()
+        ],
+        python=[PythonTool(t.name, t.target, t.timeout) for t in tools.python.values()],
+    )
+
+
+def rate_or(device: Any, default: Any) -> Any:
+    try:
+        return device.rate
+    except DeviceError:
+        return default
+
+
+__all__ = ["Audio", "InputDevice", "build_audio", "build_tools", "rate_or"]
