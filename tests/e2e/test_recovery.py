@@ -11,7 +11,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,14 +38,6 @@ pytestmark = pytest.mark.timeout(90)
 RATE = 16000
 SPEECH_AT = 3.0  # seconds into the microphone's file
 SPEECH_S = 1.5
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.close()
 
 
 def start(tmp: Path, config: dict[str, object], daemons: list[Daemon]) -> tuple[Daemon, float]:
@@ -234,7 +225,9 @@ def test_a_queued_conversation_waits_and_the_held_question_arrives_once_admitted
             daemon.check(status["conversation_id"] == mine.conversation_id, f"{status}")
             time.sleep(1.0)
             daemon.check(daemon.status()["state"] == "waiting", "not waiting while queued")
-            daemon.check(mine.discarded_while_queued > 0, "nothing was sent while queued")
+            # What the daemon sent before "waiting" reached it (a frame or two at most) was
+            # thrown away by the service; what it captured since is held, not sent.
+            daemon.check(mine.discarded_while_queued <= 5, f"{mine.discarded_while_queued} lost")
             daemon.check(not mine.user_audio, "audio counted while queued")
         # The other conversation has ended: its slot is free.
         daemon.wait_for("admitted", lambda: "admitted" in mine.queue_statuses or None)
