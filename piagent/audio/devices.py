@@ -63,6 +63,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 from collections.abc import AsyncGenerator
 from typing import Final, Protocol
 
@@ -87,6 +88,8 @@ from piagent.audio.portaudio import (
 )
 from piagent.audio.supervisor import PortAudioDevice
 from piagent.config import AudioInputConfig, AudioOutputConfig
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "FALLBACK_RATES",
@@ -295,6 +298,13 @@ class Speaker(PortAudioDevice):
     real-time pace and drops them, as if they had been played: whoever waits for the speech to
     finish (``Playback.wait_drained``, the half-duplex microphone) carries on instead of
     waiting for a device that may never return, and no stale speech plays when it does.
+
+    Parking. Once the source has been idle (``is_idle``, or no source) for ``park_after_s``
+    seconds, the stream completes and rests: no PortAudio thread wakes, no period is mixed.
+    The device stays open and healthy. ``wake()`` (the source's ``when_audible`` hook, which
+    the ``source`` setter connects) starts it again before the sound is due: a source with a
+    jitter buffer (``Playback``) holds speech back longer than a restart takes. None never
+    parks.
     """
 
     _kind = "speaker"
@@ -306,6 +316,7 @@ class Speaker(PortAudioDevice):
         source: SampleSource | None = None,
         *,
         period_ms: int = 20,
+        park_after_s: float | None = 2.0,
         stall_timeout: float = 1.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 5.0,
@@ -321,10 +332,19 @@ class Speaker(PortAudioDevice):
         )
         if not 1 <= period_ms <= 200:
             raise ValueError("period_ms must be within 1..200")
+        if park_after_s is not None and park_after_s <= 0:
+            raise ValueError("park_after_s must be positive (or None: never park)")
         self._period_ms = period_ms
-        self._source = source
+        self._park_periods = (
+            None if park_after_s is None else max(1, round(park_after_s * 1000 / period_ms))
+        )
+        self._idle_run = 0  # consecutive idle periods (PortAudio's thread)
+        self._parked = False  # the stream completed on purpose and rests
+        self._parks = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()  # the device went down, or a source was assigned
-        self._wake.set()
+        self._source: SampleSource | None = None
+        self.source = source
         self._upmixer = Upmixer(1)  # replaced for each stream, before its callbacks start
 
     @property
@@ -334,8 +354,63 @@ class Speaker(PortAudioDevice):
 
     @source.setter
     def source(self, source: SampleSource | None) -> None:
+        old = self._source
+        if old is not None and getattr(old, "when_audible", None) == self.wake:
+            old.when_audible = None  # type: ignore[attr-defined]
         self._source = source
+        if source is not None and hasattr(source, "when_audible"):
+            source.when_audible = self.wake
         self._wake.set()
+        self.wake()
+
+    @property
+    def parked(self) -> bool:
+        """Whether the stream rests because nothing has played for ``park_after_s``."""
+        return self._parked
+
+    @property
+    def parks(self) -> int:
+        """Times the stream has parked."""
+        return self._parks
+
+    def wake(self) -> None:
+        """Something is about to sound: restart a parked stream (from any thread; on the
+        loop's own thread at once, else through the loop)."""
+        loop = self._loop
+        if not self._parked or loop is None:
+            return
+        try:
+            here = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            here = False
+        if here:
+            self._resume()
+        else:
+            loop.call_soon_threadsafe(self._resume)
+
+    def _resume(self) -> None:
+        stream = self._stream
+        if not self._parked or stream is None:
+            return
+        self._parked = False
+        self._idle_run = 0
+        try:
+            stream.stop_stream()  # the completed stream, so that it can start again
+            stream.start_stream()
+        except OSError as exc:  # the watcher reopens it
+            self._failure = f"PortAudio error restarting the parked stream: {exc}"
+            return
+        logger.debug("speaker resumed")
+
+    def _resting(self) -> bool:
+        return self._parked
+
+    def _wakeable(self, source: SampleSource | None) -> bool:
+        """Whether something would wake the stream if it parked: a loop to restart it on,
+        and a source that says when it has sound (or none at all)."""
+        if self._loop is None:
+            return False
+        return source is None or getattr(source, "when_audible", None) == self.wake
 
     @property
     def period_s(self) -> float:
@@ -344,8 +419,7 @@ class Speaker(PortAudioDevice):
 
     def may_pause(self) -> bool:
         """Only while nothing plays: no source, or one whose ``is_idle`` is True."""
-        source = self._source
-        return source is None or getattr(source, "is_idle", False) is True
+        return _idle(self._source)
 
     async def run(self) -> None:
         """See ``PortAudioDevice.run``; also drains ``source`` in real time while the device
@@ -367,11 +441,19 @@ class Speaker(PortAudioDevice):
                 due = max(due + frames / self._rate, loop.time() - 1.0)
                 await asyncio.sleep(due - loop.time())
 
+    def _prepare(self) -> None:
+        # Opened off a loop (a one-off check): nothing could wake it, so it never parks.
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
+
     def _on_down(self) -> None:
+        self._parked = False
         self._wake.set()
 
     def _start(self, rate: int, channels: int) -> None:
         self._upmixer = Upmixer(channels, self._period_frames(rate))
+        self._parked = False
+        self._idle_run = 0
 
     def _period_frames(self, rate: int) -> int:
         return max(1, rate * self._period_ms // 1000)
@@ -388,7 +470,7 @@ class Speaker(PortAudioDevice):
         self._count_status(status)
         source = self._source
         if source is None:
-            return silence, pyaudio.paContinue
+            return silence, pyaudio.paComplete if self._may_park(None) else pyaudio.paContinue
         try:
             samples = source.read(frames)
             if samples.dtype != np.int16 or samples.shape != (frames,):
@@ -397,4 +479,28 @@ class Speaker(PortAudioDevice):
         except Exception as exc:  # reported on the loop, as a device failure
             self._failure = f"the source failed: {exc!r}"
             return silence, pyaudio.paAbort
+        if self._may_park(source):
+            return upmixer.upmix(samples), pyaudio.paComplete
         return upmixer.upmix(samples), pyaudio.paContinue
+
+    def _may_park(self, source: SampleSource | None) -> bool:
+        """PortAudio's thread: count idle periods; park once there are enough. ``parked`` is
+        set before the second look at the source, and ``wake`` reads it after the source
+        changed, so that sound queued meanwhile either stops the parking or wakes it."""
+        if self._park_periods is None or not self._wakeable(source) or not _idle(source):
+            self._idle_run = 0
+            return False
+        self._idle_run += 1
+        if self._idle_run < self._park_periods:
+            return False
+        self._parked = True
+        if not _idle(source):
+            self._parked = False
+            self._idle_run = 0
+            return False
+        self._parks += 1
+        return True
+
+
+def _idle(source: SampleSource | None) -> bool:
+    return source is None or getattr(source, "is_idle", False) is True

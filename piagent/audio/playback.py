@@ -175,6 +175,10 @@ class Playback:
         self._flushes = 0
         self._flushed_samples = 0
 
+        # Called on the producer's thread after speech or an earcon is queued (the speaker's
+        # ``wake``, which the speaker connects: a parked stream starts before it is due).
+        self.when_audible: Callable[[], None] | None = None
+
         # Loop side only.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[asyncio.Future[None]] = []
@@ -257,6 +261,7 @@ class Playback:
                 self._dry_at = None
             self._speech.append(chunk)
             self._queued += len(chunk)
+        self._audible()
 
     def mark_end(self) -> None:
         """The current burst is complete: play what is queued without waiting for more, and
@@ -271,6 +276,12 @@ class Playback:
         sound = earcon(kind, self._rate)
         with self._lock:
             self._earcons.append((sound, 0))
+        self._audible()
+
+    def _audible(self) -> None:
+        hook = self.when_audible
+        if hook is not None:
+            hook()
 
     def flush(self) -> None:
         """Drop all queued speech and earcons: the next ``read`` is silent, so the speaker is

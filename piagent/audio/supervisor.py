@@ -63,6 +63,10 @@ from piagent.audio.portaudio import (
 
 __all__ = ["RESCANS", "PortAudioDevice", "Rescans"]
 
+# How often a watcher looks at a stream that rests on purpose (a parked speaker): it only
+# needs to notice a rescan's request; the stream's own restart needs no watcher.
+_RESTING_CHECK_S = 1.0
+
 logger = logging.getLogger(__name__)
 
 _FORMAT: Final = pyaudio.paInt16
@@ -424,6 +428,11 @@ class PortAudioDevice:
     def _on_down(self) -> None:
         """The stream is gone or failing."""
 
+    def _resting(self) -> bool:
+        """Whether the open stream is stopped on purpose (a parked speaker): not a failure,
+        and no callbacks are due."""
+        return False
+
     def _period_frames(self, rate: int) -> int:
         raise NotImplementedError
 
@@ -483,7 +492,7 @@ class PortAudioDevice:
             active = self._stream.is_active()
         except OSError as exc:
             return f"PortAudio error: {exc}"
-        if not active:
+        if not active and not self._resting():
             return "the stream stopped"
         period_s = self._period_frames(self.rate) / self.rate
         if self._flagged_run * period_s > self._stall_timeout:
@@ -496,7 +505,8 @@ class PortAudioDevice:
         loop = asyncio.get_running_loop()
         seen, progress_at = 0, loop.time()  # callbacks count from 0 for each stream
         while True:
-            await asyncio.sleep(min(0.1, self._stall_timeout / 4))
+            resting = self._resting()
+            await asyncio.sleep(_RESTING_CHECK_S if resting else min(0.1, self._stall_timeout / 4))
             if self._pause_requested:
                 self._pause_requested = False
                 return None
@@ -508,6 +518,8 @@ class PortAudioDevice:
                 seen, progress_at = self._callbacks, now
                 if not self._healthy:
                     self._confirm(now)
+            elif resting or self._resting():  # no callbacks on purpose: nothing is late
+                progress_at = now
             elif now - progress_at > self._stall_timeout:
                 return f"no audio for {self._stall_timeout:g} s"
 

@@ -40,7 +40,7 @@ def main() -> None:
             "-c",
             str(args.channels),
             "--buffer-time=500000",
-            "--period-time=10000",
+            "--period-time=20000",
         ],
         stdout=subprocess.PIPE,
     )
