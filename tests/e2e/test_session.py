@@ -10,7 +10,6 @@ import signal
 import stat
 import time
 import wave
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,14 +40,6 @@ KEY = "sk_e2e_right_key_5f4e3d2c1b0a"
 WRONG_KEY = "sk_e2e_wrong_key_0a1b2c3d4e5f"
 GREETING = "aoeui" * 4  # 1.9 s without a pause
 VOICE = AgentDefinition().voice_id
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.close()
 
 
 def start(

@@ -73,14 +73,6 @@ def alsa(tmp_path: Path) -> Iterator[AlsaCard]:
     card.close()
 
 
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.close()
-
-
 def pcm(data: bytes | bytearray) -> Samples:
     return np.frombuffer(bytes(data), dtype="<i2").astype(np.int16)
 
