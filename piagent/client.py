@@ -4,9 +4,9 @@ in ``piagent.appliance``, the I/O of one connection in ``piagent.conversation``.
 Owns: the ``Appliance`` and the one way events reach it (``_feed``, in order, also when a
 subscriber acts in turn); the commands' execution (a ``Conversation`` per connection, a probe
 that opens none, the held turn and the uplink's mode in ``TurnUplink``, the speaker's flush,
-timers on the event loop); the announcements (``StateEntered``, ``TurnLatency``,
-``ConversationBegan``, ``ConversationEnded``, ``PlayEarcon``, transcript ``Line``s), handed to
-every subscriber, none dropped; the per-turn journal line; and the figures ``status`` shows.
+timers on the event loop); handing every announcement (``piagent.announcements``) to every
+subscriber in order, none dropped (the journal's lines are one subscriber); and the figures
+``status`` shows.
 
 Concurrency: everything runs on one event loop. ``run`` owns a ``TaskGroup`` with the playback
 watcher, each conversation and each probe. The control methods (``press``, ``say``, ``feed``
@@ -22,11 +22,16 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
+from piagent.announcements import (
+    Announcement,
+    Subscriber,
+    TurnLatency,
+    log_announcement,
+)
 from piagent.appliance import Appliance, State
 from piagent.appliance.commands import (
     CancelTimer,
@@ -67,7 +72,7 @@ from piagent.appliance.events import (
     TimerFired,
     Typed,
 )
-from piagent.appliance.rules import Next, Uplink
+from piagent.appliance.rules import Uplink
 from piagent.clientconfig import (
     ClientOptions,
     endpoint_from_config,
@@ -92,16 +97,6 @@ class NotConnected(PiagentError):
     """A request that needs a live conversation came while there was none."""
 
 
-@dataclass(frozen=True, slots=True)
-class TurnLatency:
-    """Figures of one agent turn."""
-
-    turn: int  # the agent turn's event_id
-    reply_ms: float | None  # release (or end of speech, or a typed message) to first audio
-    ping_ms: int | None  # the server's last round-trip estimate
-    conversation_id: str | None = None
-
-
 @dataclass(slots=True)
 class ClientStatus:
     """A snapshot for ``piagent ctl status``."""
@@ -113,18 +108,6 @@ class ClientStatus:
     vad_score: float
     dropped_frames: int
     turns: int
-
-
-Announcement: TypeAlias = (
-    StateEntered
-    | TurnLatency
-    | ConversationBegan
-    | ConversationEnded
-    | PlayEarcon
-    | Line
-    | VadLevel
-)
-Subscriber: TypeAlias = Callable[[Announcement], None]
 
 
 class AgentClient:
@@ -159,7 +142,7 @@ class AgentClient:
         self._events: collections.deque[Event] = collections.deque()
         self._feeding = False
         self._playing = asyncio.Event()  # agent audio was queued: the watcher waits it out
-        self._subscribers: list[Subscriber] = [self._log_turn, self._log_ending]
+        self._subscribers: list[Subscriber] = [log_announcement]
         self._sending_voice = False
         self._latency: TurnLatency | None = None
         self._last_ending: Ending | None = None
@@ -403,43 +386,6 @@ class AgentClient:
 
     def _show(self, line: Line | VadLevel) -> None:
         self._announce(line)
-
-    def _log_turn(self, announcement: Announcement) -> None:
-        """The one summary line per turn; under systemd its fields are searchable:
-        journalctl -u piagent PIAGENT_CONVERSATION_ID=conv_..."""
-        if not isinstance(announcement, TurnLatency):
-            return
-        ping = announcement.ping_ms
-        ping_text = f"{ping} ms" if ping is not None else "n/a"
-        logger.info(
-            "turn %d: first agent audio %.0f ms after the user's turn, ping %s",
-            announcement.turn,
-            announcement.reply_ms or 0.0,
-            ping_text,
-            extra=journal_fields(
-                conversation_id=announcement.conversation_id, turn=announcement.turn
-            ),
-        )
-
-    def _log_ending(self, announcement: Announcement) -> None:
-        """One line per ending, in words the README promises: ``...; retrying in N s`` for a
-        transient failure, ``...; not retrying: <what to do>`` for a fatal one."""
-        if not isinstance(announcement, ConversationEnded):
-            return
-        ending, delay = announcement.ending, announcement.delay or 0.0
-        described = ending.describe()
-        if ending.cut_turn is not None:
-            logger.warning("agent turn %d was cut off: %s", ending.cut_turn, described)
-        match announcement.next:
-            case Next.FATAL:
-                logger.error("%s; not retrying: %s", described, ending.reason.advice)
-            case Next.RECONNECT:
-                logger.warning("%s; retrying in %.1f s", described, delay)
-            case Next.PROBE:
-                logger.warning("%s; offline: checking for the service in %.1f s", described, delay)
-            case _:
-                log = logger.warning if ending.reason.is_error else logger.info
-                log("conversation ended: %s", described)
 
     # ------------------------------------------------------------------------------------------
     # Running the commands
