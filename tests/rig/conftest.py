@@ -1,10 +1,12 @@
 """The platform rig, for tests: the emulated Debian arm64 system of ``scripts/rig.sh``.
 
 Every test here is marked ``rig`` and is left out of the main suite (pyproject's addopts);
-``scripts/test_rig.sh`` (or ``pytest -m rig tests/rig``) runs them. The session's first test
-brings the system up (``rig.sh up``: the cached image booted fresh, this checkout installed by
-its own installer) unless one is up already, and the last takes it down again unless
-``PIAGENT_RIG_KEEP=1``. The release comes from ``$PIAGENT_RIG_RELEASE`` (trixie by default).
+``scripts/test_rig.sh`` runs them: it brings the system up first (``rig.sh up``: the image
+built or reused, booted fresh, this checkout installed by its own installer), outside any
+test's timeout, and takes it down afterwards unless ``PIAGENT_RIG_KEEP=1``. Run as plain
+``pytest -m rig tests/rig`` with no system up, the session's first test brings it up itself
+(then a build from nothing counts against that test's timeout) and the last takes it down.
+The release comes from ``$PIAGENT_RIG_RELEASE`` (trixie by default).
 
 Inside, two small programs of tests/rig/guest stand in for the hardware around the snd-aloop
 card: ``rigmic`` plays into one side (the daemon captures the other, as from a USB microphone)
