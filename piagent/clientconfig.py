@@ -64,7 +64,9 @@ def initiation_from_config(agent: AgentConfig) -> ConversationInitiationClientDa
     Only what the user set is sent: an agent that does not allow an override rejects the whole
     conversation, so a key left out of the config must not appear on the wire, not even empty.
     Dynamic variables keep their YAML types (string, number, boolean)."""
-    prompt = PromptOverride(prompt=agent.prompt) if agent.prompt is not None else None
+    prompt = None
+    if agent.prompt is not None or agent.reasoning_effort is not None:
+        prompt = PromptOverride(prompt=agent.prompt, reasoning_effort=agent.reasoning_effort)
     override = ConversationConfigOverride(
         agent=AgentConfigOverride(
             prompt=prompt, first_message=agent.first_message, language=agent.language
@@ -91,6 +93,7 @@ def initiation_from_config(agent: AgentConfig) -> ConversationInitiationClientDa
         dynamic_variables=dict(agent.dynamic_variables) or None,
         user_id=agent.user_id,
         source_info=SourceInfo(source="unknown", version=f"piagent/{__version__}"),
+        procedure_ids=agent.procedure_ids,
     )
 
 

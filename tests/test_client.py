@@ -141,7 +141,9 @@ def test_initiation_carries_what_the_config_sets_and_nothing_else() -> None:
                 "first_message": "",
                 "language": "pt-br",
                 "voice_id": "v1",
-                "tts": {"stability": 0.4, "speed": 1.1},
+                "tts": {"stability": 0.4, "similarity_boost": 0.9, "speed": 1.1},
+                "reasoning_effort": "low",
+                "procedure_ids": ["proc_1", "proc_2"],
                 "llm": {"temperature": 0.7, "max_tokens": 150},
                 "dynamic_variables": {"user_name": "Ann", "visits": 3, "ratio": 0.5, "vip": True},
                 "user_id": "kitchen",
@@ -153,16 +155,17 @@ def test_initiation_carries_what_the_config_sets_and_nothing_else() -> None:
         "type": "conversation_initiation_client_data",
         "conversation_config_override": {
             "agent": {
-                "prompt": {"prompt": "You are terse."},
+                "prompt": {"prompt": "You are terse.", "reasoning_effort": "low"},
                 "first_message": "",
                 "language": "pt-br",
             },
-            "tts": {"voice_id": "v1", "stability": 0.4, "speed": 1.1},
+            "tts": {"voice_id": "v1", "stability": 0.4, "speed": 1.1, "similarity_boost": 0.9},
         },
         "custom_llm_extra_body": {"temperature": 0.7, "max_tokens": 150},
         "dynamic_variables": {"user_name": "Ann", "visits": 3, "ratio": 0.5, "vip": True},
         "user_id": "kitchen",
         "source_info": {"source": "unknown", "version": f"piagent/{__version__}"},
+        "procedure_ids": ["proc_1", "proc_2"],
     }
 
 
