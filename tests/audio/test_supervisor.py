@@ -91,7 +91,8 @@ class LogCounter(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.messages: list[str] = []
-        logging.getLogger("piagent.audio.supervisor").addHandler(self)
+        for name in ("piagent.audio.supervisor", "piagent.audio.rescans"):
+            logging.getLogger(name).addHandler(self)
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
