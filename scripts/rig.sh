@@ -203,6 +203,19 @@ boot() {
     ssh_rig 'systemctl is-system-running --wait >/dev/null 2>&1 || true'
 }
 
+trust_host_cas() {
+    # The certificate authorities the host added to its trust store (a TLS-intercepting proxy's,
+    # say) are the guest's too: its traffic leaves through the host's network, and pip must
+    # reach PyPI over HTTPS where Debian lacks a package (websockets on bookworm).
+    local certs=(/usr/local/share/ca-certificates/*.crt)
+    [ -e "${certs[0]}" ] || return 0
+    log "trusting the host's added certificate authorities (${#certs[@]})"
+    tar -C /usr/local/share/ca-certificates -cf - "${certs[@]##*/}" \
+        | ssh_rig 'mkdir -p /usr/local/share/ca-certificates/host \
+            && tar -C /usr/local/share/ca-certificates/host -xf - \
+            && update-ca-certificates >/dev/null'
+}
+
 install_checkout() {
     # The checkout as a clone has it: tracked files plus untracked ones that are not ignored,
     # so that uncommitted work is what gets installed.
@@ -240,6 +253,7 @@ cmd_up() {
     boot "$image"
     echo "$release" >"$RUN_DIR/release"
     log "booted in $((SECONDS - start)) s"
+    trust_host_cas
     if [ "$install" = 1 ]; then
         install_checkout
         log "installed in $((SECONDS - start)) s"
