@@ -213,7 +213,7 @@ trust_host_cas() {
     tar -C /usr/local/share/ca-certificates -cf - "${certs[@]##*/}" \
         | ssh_rig 'mkdir -p /usr/local/share/ca-certificates/host \
             && tar -C /usr/local/share/ca-certificates/host -xf - \
-            && update-ca-certificates >/dev/null'
+            && update-ca-certificates >/dev/null 2>&1'
 }
 
 install_checkout() {
