@@ -48,8 +48,37 @@ def wait_devices(rig: Rig, want: tuple[bool, bool], within: float) -> float:
 def restore_card(rig: Rig) -> None:
     """The loopback loaded and held by rigmic/rigspeaker before the daemon opens it."""
     rig.run("systemctl stop piagent; modprobe snd-aloop; systemctl restart rigspeaker rigmic")
+    unhide(rig)
     time.sleep(3)
     rig.run("systemctl start piagent", timeout=300)
+
+
+HIDE_RULE = "/run/udev/rules.d/00-rig-hide-loopback.rules"
+
+
+def plug_in_held(rig: Rig) -> None:
+    """Load snd-aloop as a card the daemon cannot open until rigmic and rigspeaker hold it at
+    their format, then let it: a fixed-format USB card appearing, without a race between the
+    daemon's retries and the two programs (whichever side opens first fixes the format)."""
+    rig.run("mkdir -p /run/udev/rules.d")
+    rig.write(
+        HIDE_RULE, 'SUBSYSTEM=="sound", KERNEL=="controlC*|pcmC*", GROUP:="root", MODE:="0600"\n'
+    )
+    rig.run(
+        "udevadm control --reload && modprobe snd-aloop && udevadm settle && "
+        "systemctl start rigspeaker rigmic && sleep 3"
+    )
+    unhide(rig)
+
+
+def unhide(rig: Rig) -> None:
+    """The card's nodes as udev's own rules leave them (a change event does not reapply a
+    node's mode, so they are set here)."""
+    rig.run(
+        f"rm -f {HIDE_RULE} && udevadm control --reload && "
+        "chgrp audio /dev/snd/controlC* /dev/snd/pcmC* && chmod 0660 /dev/snd/controlC* "
+        "/dev/snd/pcmC*"
+    )
 
 
 def test_no_card_at_start_then_plugged_in_without_a_restart(rig: Rig, sim: SimServer) -> None:
@@ -76,7 +105,7 @@ def test_no_card_at_start_then_plugged_in_without_a_restart(rig: Rig, sim: SimSe
         journal = rig.out("journalctl -u piagent --no-pager -o cat -n 50")
         assert "audio.input.device not available yet" in journal, journal[-2000:]
 
-        rig.run("modprobe snd-aloop && systemctl start rigspeaker rigmic")
+        plug_in_held(rig)
         took = wait_devices(rig, (True, True), 90)
         print(f"card loaded: both devices open {took:.1f} s later")
         assert rig.status()["state"] == "ready"
