@@ -342,6 +342,7 @@ class Speaker(PortAudioDevice):
         self._parked = False  # the stream completed on purpose and rests
         self._parks = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._source_wakes = True  # set with the source
         self._wake = asyncio.Event()  # the device went down, or a source was assigned
         self._source: SampleSource | None = None
         self.source = source
@@ -358,8 +359,10 @@ class Speaker(PortAudioDevice):
         if old is not None and getattr(old, "when_audible", None) == self.wake:
             old.when_audible = None  # type: ignore[attr-defined]
         self._source = source
-        if source is not None and hasattr(source, "when_audible"):
-            source.when_audible = self.wake
+        # Only a source that says when it sounds (or none at all) could wake a parked stream.
+        self._source_wakes = source is None or hasattr(source, "when_audible")
+        if source is not None and self._source_wakes:
+            source.when_audible = self.wake  # type: ignore[attr-defined]
         self._wake.set()
         self.wake()
 
@@ -404,13 +407,6 @@ class Speaker(PortAudioDevice):
 
     def _resting(self) -> bool:
         return self._parked
-
-    def _wakeable(self, source: SampleSource | None) -> bool:
-        """Whether something would wake the stream if it parked: a loop to restart it on,
-        and a source that says when it has sound (or none at all)."""
-        if self._loop is None:
-            return False
-        return source is None or getattr(source, "when_audible", None) == self.wake
 
     @property
     def period_s(self) -> float:
@@ -487,7 +483,10 @@ class Speaker(PortAudioDevice):
         """PortAudio's thread: count idle periods; park once there are enough. ``parked`` is
         set before the second look at the source, and ``wake`` reads it after the source
         changed, so that sound queued meanwhile either stops the parking or wakes it."""
-        if self._park_periods is None or not self._wakeable(source) or not _idle(source):
+        # Something must be able to wake it: a loop to restart it on, a source that says when
+        # it sounds (both known before the stream starts; nothing is looked up per period).
+        wakeable = self._loop is not None and self._source_wakes
+        if self._park_periods is None or not wakeable or not _idle(source):
             self._idle_run = 0
             return False
         self._idle_run += 1
