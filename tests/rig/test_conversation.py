@@ -247,6 +247,14 @@ def test_a_barge_in_silences_the_speaker_within_a_period(rig: Rig, sim: SimServe
     assert np.abs(left[:first_after]).max() > 1000, "nothing was playing before the press"
     assert len(tail) > CARD_RATE, "less than a second recorded after the interruption"
     played_after_ms = (last_sound + 1 - first_after) / CARD_RATE * 1000
-    # One period (20 ms) of the daemon's, plus what the loopback and the ear buffer: each
-    # holds at most 40 ms (the daemon's buffer and rigspeaker's --buffer-time).
-    assert played_after_ms <= 20 + 40 + 40
+    # What was already on its way when the daemon flushed: one period (20 ms) of the daemon's,
+    # plus what the loopback and the ear buffer, each at most 40 ms (the daemon's buffer and
+    # rigspeaker's --buffer-time). Before that, the press has to reach the daemon's event loop
+    # over the control socket: under TCG emulation on a busy CI host that hop alone has been
+    # measured at up to about 30 ms, so 60 ms is allowed for it. Without the flush the agent's
+    # long first message would go on for seconds.
+    pipeline_ms, reaction_ms = 20 + 40 + 40, 60
+    assert played_after_ms <= pipeline_ms + reaction_ms, (
+        f"{played_after_ms:.1f} ms played after the press; at most {pipeline_ms} ms in the "
+        f"pipeline plus {reaction_ms} ms for the press to reach the daemon"
+    )
