@@ -1,7 +1,8 @@
 """The appliance's inputs: typed events, each carrying the moment it happened.
 
 Owns the vocabulary the I/O side speaks to ``Appliance.handle``: the button and its gestures,
-``piagent ctl`` commands, microphone health, a conversation being queued, starting and closing
+``piagent ctl`` commands, the wake and stop words, the user's voice over the agent's,
+microphone health, a conversation being queued, starting and closing
 (with its classified ``Ending``), the server messages the policy cares about, the speaker
 running dry, a probe's answer and timers firing. ``at`` is seconds on the monotonic
 clock of whoever feeds the events (the event loop's in the daemon, a fake one in tests).
@@ -60,6 +61,24 @@ class HandsFree:
 
     at: float
     on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WordHeard:
+    """The wake-word listener heard ``word``: ``"wake"`` (as a tap of the button: opens a
+    hands-free conversation, or interrupts the agent in one) or ``"stop"`` (interrupts the
+    agent)."""
+
+    at: float
+    word: str
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceOver:
+    """Echo cancellation on: the user's own voice, heard after cancellation, while the agent
+    speaks (a voice barge-in)."""
+
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +231,8 @@ Event: TypeAlias = (
     | ButtonDown
     | ButtonUp
     | HandsFree
+    | WordHeard
+    | VoiceOver
     | Typed
     | Context
     | HangUpRequested

@@ -17,27 +17,8 @@ from __future__ import annotations
 import logging
 import random
 
+from piagent.appliance import commands as cmd
 from piagent.appliance import events as ev
-from piagent.appliance.commands import (
-    CancelTimer,
-    Command,
-    Connect,
-    ConversationBegan,
-    ConversationEnded,
-    FlushPlayback,
-    ForgetTurn,
-    HangUp,
-    PlayEarcon,
-    Probe,
-    ReplayTurn,
-    Send,
-    SetUplink,
-    StartTimer,
-    StartTurn,
-    StateEntered,
-    StopTurn,
-    TurnAnswered,
-)
 from piagent.appliance.events import Timer
 from piagent.appliance.options import Backoff, Options
 from piagent.appliance.rules import (
@@ -69,7 +50,7 @@ class Appliance:
         self._rng = rng or random.Random()
         self._backoff = Backoff(options.backoff_initial, options.backoff_max, self._rng)
         self._state = State.BOOTING
-        self._out: list[Command] = []
+        self._out: list[cmd.Command] = []
         self._link = Link.DOWN
         self._started = False  # metadata arrived on the current connection
         self._hanging_up = False  # we asked the current connection to close
@@ -122,7 +103,7 @@ class Appliance:
     # ------------------------------------------------------------------------------------------
     # The entry point
 
-    def handle(self, event: ev.Event) -> list[Command]:
+    def handle(self, event: ev.Event) -> list[cmd.Command]:
         """Take one event; return what to do about it, in order."""
         self._out = []
         at = event.at
@@ -136,11 +117,13 @@ class Appliance:
             case ev.ButtonUp(captured=captured):
                 self._on_release(at, captured)
             case ev.HandsFree(on=on):
-                self._hands_free = on
-                self._touch(at)
-                self._emit(PlayEarcon("press" if on else "release"))
-                if on:
-                    self._want(at)
+                self._set_hands_free(at, on)
+            case ev.WordHeard(word=word):
+                self._on_word(at, word)
+            case ev.VoiceOver():
+                if self._playing and (self._hands_free or self._held):
+                    self._touch(at)
+                    self._barge_in()
             case ev.Typed(text=text):
                 self._on_typed(at, text)
             case ev.Context(text=text, context_id=context_id):
@@ -170,7 +153,7 @@ class Appliance:
                 self._on_agent_audio(at, turn)
             case ev.Interrupted():
                 self._playing = False
-                self._emit(FlushPlayback())
+                self._emit(cmd.FlushPlayback())
                 self._answered()
             case ev.ServerEnding():
                 self._on_server_ending(at)
@@ -201,8 +184,8 @@ class Appliance:
         self._typed = None
         self._cancel(Timer.REPLY)
         self._turn_held = True
-        self._emit(StartTurn())
-        self._emit(PlayEarcon("press"))  # after the barge-in flush, which would drop it
+        self._emit(cmd.StartTurn())
+        self._emit(cmd.PlayEarcon("press"))  # after the barge-in flush, which would drop it
         self._want(at)
 
     def _on_release(self, at: float, captured: bool) -> None:
@@ -210,12 +193,28 @@ class Appliance:
             return
         self._held = False
         self._touch(at)
-        self._emit(StopTurn())
-        self._emit(PlayEarcon("release"))
+        self._emit(cmd.StopTurn())
+        self._emit(cmd.PlayEarcon("release"))
         if self._muted or not captured:  # nothing was heard: there is no turn to answer
             self._forget_turn()
             return
         self._await_answer(at, heard=False)
+
+    def _set_hands_free(self, at: float, on: bool) -> None:
+        self._hands_free = on
+        self._touch(at)
+        self._emit(cmd.PlayEarcon("press" if on else "release"))
+        if on:
+            self._want(at)
+
+    def _on_word(self, at: float, word: str) -> None:
+        """The wake word opens a hands-free conversation as a tap would; in one, it and the
+        stop word interrupt the agent (the user's speech then reaches the server)."""
+        if word == "wake" and not self._hands_free:
+            self._set_hands_free(at, True)
+        elif self._playing:
+            self._touch(at)
+            self._barge_in()
 
     def _on_typed(self, at: float, text: str) -> None:
         self._touch(at)
@@ -227,13 +226,13 @@ class Appliance:
         self._typed = text
         self._await_answer(at, heard=True)
         if self._link is Link.UP:
-            self._emit(Send(UserMessage(text)))
+            self._emit(cmd.Send(UserMessage(text)))
         else:
             self._want(at)
 
     def _on_context(self, message: ContextualUpdate) -> None:
         if self._link is Link.UP:
-            self._emit(Send(message))
+            self._emit(cmd.Send(message))
             return
         self._pending.append(message)
         del self._pending[:-PENDING_LIMIT]
@@ -249,7 +248,7 @@ class Appliance:
             self._hang_up(drain=let_finish)
             if not let_finish:
                 self._playing = False
-                self._emit(FlushPlayback())
+                self._emit(cmd.FlushPlayback())
         if self._state in (State.CONNECTING, State.WAITING):
             self._go(Trigger.ENDED, at)
         elif self._state is State.OFFLINE and Timer.PROBE not in self._timers:
@@ -274,7 +273,7 @@ class Appliance:
                 self._cancel(Timer.RETRY)
                 self._dial(at)
             else:
-                self._emit(Probe())
+                self._emit(cmd.Probe())
         if options.always_connected:
             self._want(at)
 
@@ -283,7 +282,7 @@ class Appliance:
 
     def _on_started(self, at: float, conversation_id: str) -> None:
         self._started = True
-        self._emit(ConversationBegan(conversation_id, at))
+        self._emit(cmd.ConversationBegan(conversation_id, at))
         self._touch(at)
         self._schedule(Timer.MAX_DURATION, at + self.options.max_duration)
         self._schedule(Timer.IDLE, at + self.options.idle_timeout)
@@ -312,12 +311,12 @@ class Appliance:
         if self._hanging_up:
             return
         for message in self._pending:
-            self._emit(Send(message))
+            self._emit(cmd.Send(message))
         self._pending.clear()
         if self._turn_held:
-            self._emit(ReplayTurn())
+            self._emit(cmd.ReplayTurn())
         if self._typed is not None:
-            self._emit(Send(UserMessage(self._typed)))
+            self._emit(cmd.Send(UserMessage(self._typed)))
         if self._awaiting is not None:
             self._arm_reply(max(self._awaiting, at))
         if self._muted:
@@ -345,7 +344,7 @@ class Appliance:
         self._touch(at)
         if self._awaiting is None:
             return
-        self._emit(TurnAnswered(turn, (at - self._awaiting) * 1000.0, at))
+        self._emit(cmd.TurnAnswered(turn, (at - self._awaiting) * 1000.0, at))
         # The turn is kept until its answer has been heard: a drop midway asks it again.
         self._answering, self._awaiting = self._awaiting, None
         self._cancel(Timer.REPLY)
@@ -399,7 +398,7 @@ class Appliance:
             drop = next_ is Next.RECONNECT and not unreachable and not queue
             if drop and self._backoff.attempts == 1:
                 delay = 0.0  # a drop of a working conversation: at once, the first time
-        self._emit(ConversationEnded(ending, at, next_, delay))
+        self._emit(cmd.ConversationEnded(ending, at, next_, delay))
         match next_:
             case Next.OVER | Next.AGAIN:
                 self._end(at)
@@ -413,7 +412,7 @@ class Appliance:
                 if unreachable:
                     self._go(Trigger.UNREACHABLE, at)
                 elif can(self._state, Trigger.DROPPED):
-                    self._emit(PlayEarcon("offline"))
+                    self._emit(cmd.PlayEarcon("offline"))
                     self._go(Trigger.DROPPED, at)
                 if next_ is Next.PROBE:
                     self._schedule(Timer.PROBE, at + delay)
@@ -435,7 +434,7 @@ class Appliance:
         self._abandon_turn()
         self._cancel(Timer.RETRY)
         self._cancel(Timer.PROBE)
-        self._emit(PlayEarcon("error"))
+        self._emit(cmd.PlayEarcon("error"))
         self._go(Trigger.FATAL, at)
 
     def _on_probe(self, at: float, ok: bool) -> None:
@@ -469,7 +468,7 @@ class Appliance:
             case Timer.RETRY:
                 self._dial(at)
             case Timer.PROBE:
-                self._emit(Probe())
+                self._emit(cmd.Probe())
             case Timer.MIC_GRACE:
                 self._mic_missing = True
             case Timer.LAST_WORDS:
@@ -502,17 +501,17 @@ class Appliance:
 
     def _dial(self, at: float) -> None:
         self._link = Link.OPENING
-        self._emit(Connect())
+        self._emit(cmd.Connect())
         if self._state is not State.CONNECTING:
             self._go(Trigger.DIAL, at)
 
     def _hang_up(self, *, drain: bool) -> None:
         self._hanging_up = True
-        self._emit(HangUp(drain=drain))
+        self._emit(cmd.HangUp(drain=drain))
 
     def _barge_in(self) -> None:
         self._playing = False
-        self._emit(FlushPlayback(barge_in=self._link is Link.UP))
+        self._emit(cmd.FlushPlayback(barge_in=self._link is Link.UP))
 
     def _await_answer(self, at: float, *, heard: bool) -> None:
         self._awaiting = at
@@ -526,7 +525,7 @@ class Appliance:
 
     def _forget_turn(self) -> None:
         self._turn_held = False
-        self._emit(ForgetTurn())
+        self._emit(cmd.ForgetTurn())
 
     def _answered(self) -> None:
         """The answer has been heard (or cut short by the user): the turn is done."""
@@ -552,13 +551,13 @@ class Appliance:
 
     def _schedule(self, timer: Timer, at: float) -> None:
         self._timers[timer] = at
-        self._emit(StartTimer(timer, at))
+        self._emit(cmd.StartTimer(timer, at))
 
     def _cancel(self, timer: Timer) -> None:
         if self._timers.pop(timer, None) is not None:
-            self._emit(CancelTimer(timer))
+            self._emit(cmd.CancelTimer(timer))
 
-    def _emit(self, command: Command) -> None:
+    def _emit(self, command: cmd.Command) -> None:
         self._out.append(command)
 
     def _sync_uplink(self) -> None:
@@ -567,7 +566,7 @@ class Appliance:
         mode = uplink_mode(self._link, voice=talking and not self._muted and not gated)
         if mode is not self._uplink:
             self._uplink = mode
-            self._emit(SetUplink(mode))
+            self._emit(cmd.SetUplink(mode))
 
     def _settle(self, at: float) -> None:
         """Move the display to what is happening now (through the table, one step at a time)."""
@@ -593,7 +592,7 @@ class Appliance:
         self._state = transition(previous, trigger)
         logger.debug("appliance %s -> %s (%s)", previous.value, self._state.value, trigger.value)
         detail = self._detail if self._state in (State.OFFLINE, State.ERROR) else ""
-        self._emit(StateEntered(self._state, previous, trigger, at, detail))
+        self._emit(cmd.StateEntered(self._state, previous, trigger, at, detail))
 
 
 __all__ = ["PENDING_LIMIT", "Appliance", "Link"]
