@@ -39,6 +39,9 @@ from piagent.config.schema import (
     LOG_LEVELS,
     MAX_BCM_PIN,
     PIN_FACTORIES,
+    WAKE_ENGINES,
+    WAKE_MODEL_SUFFIXES,
+    WAKE_MODELS,
     AgentConfig,
     AudioBackend,
     AudioConfig,
@@ -64,6 +67,8 @@ from piagent.config.schema import (
     SessionConfig,
     ToolsConfig,
     TtsConfig,
+    WakeConfig,
+    WakeEngine,
 )
 from piagent.config.sections import parse_config
 from piagent.protocol.overrides import REASONING_EFFORTS
@@ -85,6 +90,9 @@ __all__ = [
     "MAX_BCM_PIN",
     "PIN_FACTORIES",
     "REASONING_EFFORTS",
+    "WAKE_ENGINES",
+    "WAKE_MODELS",
+    "WAKE_MODEL_SUFFIXES",
     "AgentConfig",
     "AudioBackend",
     "AudioConfig",
@@ -111,6 +119,8 @@ __all__ = [
     "SessionConfig",
     "ToolsConfig",
     "TtsConfig",
+    "WakeConfig",
+    "WakeEngine",
     "check_config",
     "config_path",
     "load_config",

@@ -79,11 +79,19 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
 
 def check_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """``piagent check-config``: load_config, plus the configured API key file must be usable."""
+    """``piagent check-config``: load_config, plus the configured API key file must be usable
+    and the ``wake`` engine and models loadable here (the daemon runs on without them)."""
     config = load_config(path)
+    problems: list[ConfigError] = []
     if config.agent.api_key_file is not None:
         try:
             resolve_api_key(config.agent, {})
         except ConfigError as exc:
-            raise ConfigProblems(str(config_path(path)), [exc]) from exc
+            problems.append(exc)
+    if config.wake is not None:
+        from piagent.wake import wake_problems  # the engine is imported only when configured
+
+        problems.extend(wake_problems(config.wake))
+    if problems:
+        raise ConfigProblems(str(config_path(path)), problems)
     return config

@@ -29,6 +29,7 @@ ButtonMode: TypeAlias = Literal["hold", "toggle", "tap"]
 LedKind: TypeAlias = Literal["single", "per_state", "pwm", "rgb", "none"]
 LedMode: TypeAlias = Literal["solid", "blink", "pulse", "off"]
 LogLevel: TypeAlias = Literal["debug", "info", "warning", "error"]
+WakeEngine: TypeAlias = Literal["micro", "open"]
 DynamicValue: TypeAlias = str | int | float | bool
 Color: TypeAlias = tuple[float, float, float]  # red, green, blue, each 0.0-1.0
 
@@ -38,6 +39,19 @@ BUTTON_MODES: Final[tuple[ButtonMode, ...]] = ("hold", "toggle", "tap")
 LED_KINDS: Final[tuple[LedKind, ...]] = ("single", "per_state", "pwm", "rgb", "none")
 LED_MODES: Final[tuple[LedMode, ...]] = ("solid", "blink", "pulse", "off")
 LOG_LEVELS: Final[tuple[LogLevel, ...]] = ("debug", "info", "warning", "error")
+# micro: pymicro-wakeword (microWakeWord); open: pyopen-wakeword (openWakeWord).
+WAKE_ENGINES: Final[tuple[WakeEngine, ...]] = ("micro", "open")
+# The models each engine's package bundles (pymicro-wakeword 2.5, pyopen-wakeword 1.1); a
+# model of one's own is a file path with the engine's suffix. Neither bundles a "stop" model.
+WAKE_MODELS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "micro": ("okay_nabu", "hey_jarvis", "hey_mycroft", "alexa"),
+        "open": ("okay_nabu", "hey_jarvis", "hey_mycroft", "alexa", "hey_rhasspy"),
+    }
+)
+WAKE_MODEL_SUFFIXES: Final[Mapping[str, str]] = MappingProxyType(
+    {"micro": ".json", "open": ".tflite"}
+)
 # The device states the LEDs show (``piagent ctl status``'s ``state``).
 LED_STATES: Final = (
     "booting",
@@ -267,6 +281,23 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WakeConfig:
+    """``wake``: the spoken wake word (a press) and stop word (an interruption), beside the button.
+
+    A model is one of WAKE_MODELS[engine] (bundled), or a file path ending in the engine's
+    WAKE_MODEL_SUFFIXES (micro: the model's .json beside its .tflite; open: a .tflite).
+    """
+
+    engine: WakeEngine = "micro"  # micro (pymicro-wakeword) | open (pyopen-wakeword)
+    model: str = "okay_nabu"  # the wake word's model
+    stop_model: str | None = None  # the stop word's model; None: no stop word
+    # Detection probability (0.0-1.0); None: the model's own (micro: its .json's cutoff; open: 0.5)
+    threshold: float | None = None
+    stop_threshold: float | None = None
+    refractory_s: float = 2.0  # seconds (0.2-30) after a detection before that word counts again
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration file."""
 
@@ -277,3 +308,4 @@ class Config:
     session: SessionConfig = field(default_factory=SessionConfig)
     tools: ToolsConfig = field(default_factory=ToolsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    wake: WakeConfig | None = None  # None: no wake word (section absent, or enabled: false)

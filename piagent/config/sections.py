@@ -1,11 +1,12 @@
 """Validation of the config file's sections: plain YAML data in, a ``Config`` out.
 
 Owns ``parse_config`` and one reader function per section (``agent``, ``audio``, ``gpio`` with
-its button and LEDs, ``control``, ``session``, ``tools``, ``logging``): which keys each section
-has, each key's converter, range and the words its problem message uses, and the checks that
-span keys (a wav backend needs both files, an LED pin the button uses, backoff limits, tool
-names unique across the three kinds). Every problem is collected in one pass and raised
-together as one ``ConfigProblems`` (exit status 78), each naming its dotted key path.
+its button and LEDs, ``control``, ``session``, ``tools``, ``logging``, ``wake``): which keys
+each section has, each key's converter, range and the words its problem message uses, and the
+checks that span keys (a wav backend needs both files, an LED pin the button uses, backoff
+limits, tool names unique across the three kinds, a stop word other than the wake word).
+Every problem is collected in one pass and raised together as one ``ConfigProblems`` (exit
+status 78), each naming its dotted key path.
 
 Pure: no file or environment reads (``loader`` reads the file).
 """
@@ -21,6 +22,7 @@ from piagent.config.readers import (
     NAME,
     PY_TARGET,
     Context,
+    Convert,
     Invalid,
     Reader,
     argv,
@@ -50,6 +52,9 @@ from piagent.config.schema import (
     LOG_LEVELS,
     MAX_BCM_PIN,
     PIN_FACTORIES,
+    WAKE_ENGINES,
+    WAKE_MODEL_SUFFIXES,
+    WAKE_MODELS,
     AgentConfig,
     AudioConfig,
     AudioInputConfig,
@@ -68,6 +73,7 @@ from piagent.config.schema import (
     SessionConfig,
     ToolsConfig,
     TtsConfig,
+    WakeConfig,
 )
 from piagent.errors import ConfigError, ConfigProblems
 from piagent.protocol.overrides import REASONING_EFFORTS
@@ -355,6 +361,39 @@ def _logging(r: Reader) -> LoggingConfig:
     )
 
 
+def _wake_model(engine: str) -> Convert[str]:
+    def convert(raw: object) -> str:
+        if not isinstance(raw, str):
+            raise Invalid
+        if raw in WAKE_MODELS[engine] or (raw.endswith(WAKE_MODEL_SUFFIXES[engine]) and raw):
+            return raw
+        if raw == "stop":
+            raise Invalid(" (no wake-word package bundles a stop model: name a model file)")
+        raise Invalid(did_you_mean(raw, WAKE_MODELS[engine]))
+
+    return convert
+
+
+def _wake(r: Reader, *, present: bool) -> WakeConfig | None:
+    """``wake``: None when the section is absent or null, or says ``enabled: false``."""
+    d = WakeConfig()
+    enabled = r.flag("enabled", True)
+    engine = r.choice("engine", d.engine, WAKE_ENGINES)
+    models = f"one of {', '.join(WAKE_MODELS[engine])} (bundled with engine {engine})"
+    models += f", or a model file path ending in {WAKE_MODEL_SUFFIXES[engine]}"
+    config = WakeConfig(
+        engine=engine,
+        model=r.read("model", d.model, _wake_model(engine), models),
+        stop_model=r.read("stop_model", None, optional(_wake_model(engine)), "null or " + models),
+        threshold=r.opt_number("threshold", 0.0, 1.0, "a probability"),
+        stop_threshold=r.opt_number("stop_threshold", 0.0, 1.0, "a probability"),
+        refractory_s=r.number("refractory_s", d.refractory_s, 0.2, 30.0, "seconds"),
+    )
+    if config.stop_model is not None and config.stop_model == config.model:
+        r.ctx.add(r.key("stop_model"), f"must differ from {r.key('model')}")
+    return config if present and enabled else None
+
+
 def parse_config(data: object, source: str = "<config>") -> Config:
     """Validate already-parsed YAML (a mapping) into a Config.
 
@@ -362,7 +401,7 @@ def parse_config(data: object, source: str = "<config>") -> Config:
     file in the exception. An empty document (None) counts as an empty mapping.
     """
     if data is not None and not isinstance(data, Mapping):
-        sections = "agent, audio, gpio, control, session, tools, logging"
+        sections = "agent, audio, gpio, control, session, tools, logging, wake"
         message = f"expected a mapping of sections ({sections}) at the top level, got {show(data)}"
         raise ConfigProblems(source, [ConfigError("", message)])
     ctx = Context()
@@ -375,6 +414,9 @@ def parse_config(data: object, source: str = "<config>") -> Config:
         session=_session(r.section("session")),
         tools=_tools(r.section("tools")),
         logging=_logging(r.section("logging")),
+        wake=_wake(
+            r.section("wake"), present=isinstance(data, Mapping) and data.get("wake") is not None
+        ),
     )
     ctx.finish()
     if ctx.problems:
