@@ -178,6 +178,9 @@ class Playback:
         # Called on the producer's thread after speech or an earcon is queued (the speaker's
         # ``wake``, which the speaker connects: a parked stream starts before it is due).
         self.when_audible: Callable[[], None] | None = None
+        # Called by ``read``, on the device's thread, with what the device gets (the echo
+        # canceller's reference, ``hearing.Hearing.played``); must be quick.
+        self.tap: Callable[[Samples], None] | None = None
 
         # Loop side only.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -369,9 +372,15 @@ class Playback:
                 self._take_earcons(n, sounds)
         if drained:
             self._signal_drained()
-        if not speech and not sounds:
-            return np.zeros(n, dtype=np.int16)
-        return self._mix(n, speech, sounds)
+        out = (
+            np.zeros(n, dtype=np.int16)
+            if not speech and not sounds
+            else self._mix(n, speech, sounds)
+        )
+        tap = self.tap
+        if tap is not None:
+            tap(out)  # the echo canceller's reference: exactly what the device gets
+        return out
 
     def _take_speech(self, n: int, out: list[Samples]) -> bool:
         """Under the lock: move up to ``n`` samples of views into ``out``; True if that
