@@ -372,7 +372,7 @@ BAD = [
         "audio.inptu",
         "unknown key (did you mean 'input'?)",
     ),
-    ("unknown-no-match", A + "audio: {zzz: 1}\n", "audio.zzz", "known keys: backend"),
+    ("unknown-no-match", A + "audio: {zzz: 1}\n", "audio.zzz", "known keys: aec, backend"),
     ("backend", A + "audio: {backend: wave}\n", "audio.backend", "did you mean 'wav'?"),
     (
         "wav-no-input-file",

@@ -112,37 +112,39 @@ def _import_livekit() -> Any:
     return rtc
 
 
-def engine_problem(name: str) -> str | None:
-    """None when engine ``name`` can run here, else why not (a sentence naming the fix)."""
+def _problem(name: str) -> str | None:
     try:
         if name == "speex":
             load_speexdsp()
         elif name == "webrtc":
             _import_livekit()
         else:
-            return f"unknown engine {name!r} (known: {', '.join(AEC_ENGINES)})"
+            return f"unknown engine {name!r} (known: auto, {', '.join(AEC_ENGINES)})"
     except SpeexUnavailable as exc:
-        return f"audio.aec.engine: speex: {exc}"
+        return f"speex: {exc}"
     except AecUnavailable as exc:
-        return str(exc)
+        return str(exc).removeprefix("audio.aec.engine: ")
+    return None
+
+
+def engine_problem(name: str) -> str | None:
+    """None when engine ``name`` (``auto`` included) can run here, else why not: a sentence
+    naming the fix, without the key path (``AecUnavailable`` adds ``audio.aec.engine``)."""
+    if name != "auto":
+        return _problem(name)
+    problems = [_problem(n) for n in _AUTO_ORDER]
+    if all(problems):
+        return "auto found no engine: " + "; ".join(p for p in problems if p)
     return None
 
 
 def _choose(engine: str) -> AecEngineName:
-    if engine != "auto":
-        if engine not in AEC_ENGINES:
-            raise AecUnavailable(f"audio.aec.engine: unknown engine {engine!r}")
-        problem = engine_problem(engine)
-        if problem is not None:
-            raise AecUnavailable(problem)
+    problem = engine_problem(engine)
+    if problem is not None:
+        raise AecUnavailable(f"audio.aec.engine: {problem}")
+    if engine in AEC_ENGINES:
         return engine
-    problems = []
-    for name in _AUTO_ORDER:
-        problem = engine_problem(name)
-        if problem is None:
-            return name
-        problems.append(problem)
-    raise AecUnavailable("audio.aec.engine: auto found no engine: " + "; ".join(problems))
+    return next(n for n in _AUTO_ORDER if _problem(n) is None)
 
 
 def _level(samples: Samples) -> float:

@@ -14,6 +14,13 @@ drift: after the loop was held up they catch up at once, as a device's buffer wo
 satisfy the same small shapes as the PyAudio devices (``rate``, ``name``, ``healthy``, and
 ``frames()`` or ``run()``), so the service picks a backend in one place.
 
+``WavEchoPath`` (``audio.input.echo``) lets the microphone hear the speaker: the speaker hands it
+every sample it plays, the path runs them through a simulated room (``room.Room``: delay, gain,
+impulse response, soft clipping) at the microphone's rate, and the microphone adds what it
+hears to each frame. Both sides place samples on the loop's clock (the speaker's sample 0 at its
+``start_time``, the microphone's frame ``k`` at its start plus ``k`` periods), fixing the offset
+between the two timelines once, in whole samples, so the echo is sample-aligned and never drifts.
+
 No threads: everything runs on the event loop. The file writes are a few hundred bytes per
 period to a local file, small enough not to need an executor. Imports numpy, the standard
 ``wave`` module and piagent's audio helpers; never PyAudio.
@@ -34,9 +41,18 @@ import numpy as np
 
 from piagent.audio.codecs import Samples, decode_pcm16, encode_pcm16
 from piagent.audio.levels import apply_gain
+from piagent.audio.resample import StreamResampler
+from piagent.audio.room import Room, load_impulse_response
 from piagent.errors import PiagentError
 
-__all__ = ["SampleSource", "WavFileError", "WavMicrophone", "WavSpeaker", "read_wav"]
+__all__ = [
+    "SampleSource",
+    "WavEchoPath",
+    "WavFileError",
+    "WavMicrophone",
+    "WavSpeaker",
+    "read_wav",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +93,92 @@ def read_wav(path: Path) -> tuple[Samples, int]:
     return decode_pcm16(data), rate
 
 
+class WavEchoPath:
+    """What the microphone (at ``rate`` Hz) hears of what the speaker played: the simulated
+    room of ``audio.input.echo`` between a ``WavSpeaker`` and a ``WavMicrophone``.
+
+    ``delay_ms``, ``gain_db`` and ``drive`` are ``room.Room``'s; ``impulse_response`` a WAV
+    file of the room's response (resampled to ``rate``; ``WavFileError`` if unusable). Echo
+    the microphone has not taken within ``keep_s`` seconds is dropped.
+    """
+
+    def __init__(
+        self,
+        rate: int,
+        *,
+        delay_ms: float = 50.0,
+        gain_db: float = -10.0,
+        impulse_response: Path | str | None = None,
+        drive: float = 0.0,
+        keep_s: float = 5.0,
+    ) -> None:
+        response = None
+        if impulse_response is not None:
+            try:
+                response = load_impulse_response(impulse_response, rate)
+            except ValueError as exc:
+                raise WavFileError(str(exc)) from exc
+        self._room = Room(
+            rate, delay_ms=delay_ms, gain_db=gain_db, impulse_response=response, drive=drive
+        )
+        self._rate = rate
+        self._keep = int(keep_s * rate)
+        self._start: float | None = None  # the speaker's start_time
+        self._resampler: StreamResampler | None = None
+        self._echo = np.zeros(0, dtype=np.int16)  # heard samples from index ``_base`` on
+        self._base = 0
+
+    @property
+    def rate(self) -> int:
+        return self._rate
+
+    def start_speaker(self, start_time: float, rate: int) -> None:
+        """The speaker's timeline begins: its sample 0 plays at ``start_time`` (loop time)."""
+        self._start = start_time
+        self._resampler = StreamResampler(rate, self._rate)
+        self._echo = np.zeros(0, dtype=np.int16)
+        self._base = 0
+
+    def played(self, samples: Samples) -> None:
+        """The speaker played ``samples``, next on its timeline."""
+        if self._resampler is None:
+            return
+        heard = self._room.process(self._resampler.process(samples))
+        self._echo = np.concatenate([self._echo, heard])
+        excess = len(self._echo) - self._keep
+        if excess > 0:
+            self._echo = self._echo[excess:]
+            self._base += excess
+
+    def heard(self, capture_start: float, index: int, n: int) -> Samples:
+        """The ``n`` echo samples in the microphone's samples ``index`` on, counted from
+        ``capture_start`` (loop time): silence before the speaker started or past what it has
+        played so far."""
+        out = np.zeros(n, dtype=np.int16)
+        if self._start is None:
+            return out
+        # Echo sample i reaches the mic at start + i / rate (the resampler keeps sample
+        # positions; it only holds its last few back). The offset is fixed once per pair of
+        # starts, so consecutive frames stay contiguous.
+        first = round((capture_start - self._start) * self._rate) + index
+        lo, hi = max(first, self._base), min(first + n, self._base + len(self._echo))
+        if lo < hi:
+            out[lo - first : hi - first] = self._echo[lo - self._base : hi - self._base]
+        if lo > self._base:  # the microphone reads forward: drop what it has passed
+            drop = min(lo, self._base + len(self._echo)) - self._base
+            self._echo = self._echo[drop:]
+            self._base += drop
+        return out
+
+
 class WavMicrophone:
     """A microphone that plays a WAV file into the daemon in real time, then silence.
 
     ``chunk_ms`` is the frame length in ms; ``gain_db`` a software gain, as the PyAudio mic's;
-    ``clock`` is the running loop's ``time`` unless a test injects another (seconds). The file
-    is read (and checked) when the microphone is made.
+    ``clock`` is the running loop's ``time`` unless a test injects another (seconds; with
+    ``echo`` it must be the speaker's clock, the loop's). The file is read (and checked) when
+    the microphone is made. ``echo`` (at the file's rate) adds what the speaker played, heard
+    through a simulated room, before the gain.
     """
 
     def __init__(
@@ -92,6 +188,7 @@ class WavMicrophone:
         chunk_ms: int = 20,
         gain_db: float = 0.0,
         clock: Callable[[], float] | None = None,
+        echo: WavEchoPath | None = None,
     ) -> None:
         if chunk_ms <= 0:
             raise ValueError(f"chunk_ms must be positive, got {chunk_ms}")
@@ -100,6 +197,9 @@ class WavMicrophone:
         self._chunk_ms = chunk_ms
         self._gain_db = gain_db
         self._clock = clock
+        if echo is not None and echo.rate != self._rate:
+            raise ValueError(f"the echo path runs at {echo.rate} Hz, the file at {self._rate} Hz")
+        self._echo = echo
         self._frames = 0  # frames delivered so far, across calls to frames()
         self._clipped = 0
 
@@ -132,14 +232,18 @@ class WavMicrophone:
         """The file's length in seconds (silence follows)."""
         return len(self._samples) / self._rate
 
-    def _frame(self, index: int) -> Samples:
-        """Frame ``index`` (from 0): the file's samples in it, zero-padded past the end."""
+    def _frame(self, index: int, echo: tuple[float, int] | None = None) -> Samples:
+        """Frame ``index`` (from 0): the file's samples in it, zero-padded past the end, plus
+        the echo heard at ``echo`` (capture start, sample index from it) when there is a path."""
         start = index * self._chunk_ms * self._rate // 1000
         end = (index + 1) * self._chunk_ms * self._rate // 1000
         frame = np.zeros(end - start, dtype=np.int16)
         if start < len(self._samples):
             part = self._samples[start:end]
             frame[: len(part)] = part
+        if self._echo is not None and echo is not None:
+            heard = self._echo.heard(echo[0], echo[1], len(frame)).astype(np.int32)
+            frame = np.clip(frame.astype(np.int32) + heard, -32768, 32767).astype(np.int16)
         if self._gain_db != 0.0:
             frame, clipped = apply_gain(frame, self._gain_db)
             self._clipped += clipped
@@ -152,12 +256,14 @@ class WavMicrophone:
         chunk_s = self._chunk_ms / 1000
         start = clock()
         count = 0
+        captured = 0  # samples of this call so far: where the echo path reads next
         while True:
             count += 1
             delay = start + count * chunk_s - clock()
             if delay > 0:
                 await asyncio.sleep(delay)
-            frame = self._frame(self._frames)
+            frame = self._frame(self._frames, (start, captured))
+            captured += len(frame)
             self._frames += 1
             yield frame
 
@@ -167,11 +273,18 @@ class WavSpeaker:
 
     Every ``period_ms`` (absolute deadlines on the loop's clock) ``run`` pulls one period of
     ``rate`` Hz samples from ``source`` and appends it to ``path``, which it creates (with its
-    parent directories) or overwrites at start.
+    parent directories) or overwrites at start. With ``echo``, every sample played is also
+    handed to that path, for a microphone to hear.
     """
 
     def __init__(
-        self, path: Path | str, rate: int, source: SampleSource, *, period_ms: int = 20
+        self,
+        path: Path | str,
+        rate: int,
+        source: SampleSource,
+        *,
+        period_ms: int = 20,
+        echo: WavEchoPath | None = None,
     ) -> None:
         if rate <= 0 or period_ms <= 0:
             raise ValueError(f"rate and period_ms must be positive, got {rate}, {period_ms}")
@@ -179,6 +292,7 @@ class WavSpeaker:
         self._rate = rate
         self._source = source
         self._period_ms = period_ms
+        self._echo = echo
         self._healthy = True
         self._start_time: float | None = None
         self._written = 0  # samples in the file
@@ -223,6 +337,8 @@ class WavSpeaker:
         with file:
             try:
                 start = self._start_time = loop.time()
+                if self._echo is not None:
+                    self._echo.start_speaker(start, self._rate)
                 played = 0  # samples pulled from the source: the timeline's position
                 index = 0  # the next period to play
                 while True:
@@ -235,7 +351,10 @@ class WavSpeaker:
                         chunks.append(self._read(end - played))
                         played = end
                         index += 1
-                    self._append(file, np.concatenate(chunks))
+                    played_now = np.concatenate(chunks)
+                    if self._echo is not None:
+                        self._echo.played(played_now)
+                    self._append(file, played_now)
                     await asyncio.sleep(max(0.0, start + index * period_s - loop.time()))
             except OSError as exc:
                 self._healthy = False

@@ -24,6 +24,7 @@ from __future__ import annotations
 from piagent.config.api_key import Secret, resolve_api_key
 from piagent.config.loader import check_config, config_path, load_config
 from piagent.config.schema import (
+    AEC_ENGINE_CHOICES,
     API_KEY_CREDENTIAL,
     API_KEY_ENV,
     AUDIO_BACKENDS,
@@ -42,6 +43,8 @@ from piagent.config.schema import (
     WAKE_ENGINES,
     WAKE_MODEL_SUFFIXES,
     WAKE_MODELS,
+    AecConfig,
+    AecEngine,
     AgentConfig,
     AudioBackend,
     AudioConfig,
@@ -54,6 +57,7 @@ from piagent.config.schema import (
     Config,
     ControlConfig,
     DynamicValue,
+    EchoPathConfig,
     GpioConfig,
     LedConfig,
     LedKind,
@@ -74,6 +78,7 @@ from piagent.config.sections import parse_config
 from piagent.protocol.overrides import REASONING_EFFORTS
 
 __all__ = [
+    "AEC_ENGINE_CHOICES",
     "API_KEY_CREDENTIAL",
     "API_KEY_ENV",
     "AUDIO_BACKENDS",
@@ -93,6 +98,8 @@ __all__ = [
     "WAKE_ENGINES",
     "WAKE_MODELS",
     "WAKE_MODEL_SUFFIXES",
+    "AecConfig",
+    "AecEngine",
     "AgentConfig",
     "AudioBackend",
     "AudioConfig",
@@ -105,6 +112,7 @@ __all__ = [
     "Config",
     "ControlConfig",
     "DynamicValue",
+    "EchoPathConfig",
     "GpioConfig",
     "LedConfig",
     "LedKind",

@@ -80,7 +80,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
 def check_config(path: str | os.PathLike[str] | None = None) -> Config:
     """``piagent check-config``: load_config, plus the configured API key file must be usable
-    and the ``wake`` engine and models loadable here (the daemon runs on without them)."""
+    and the ``wake`` engine and models and the ``audio.aec`` engine loadable here (the daemon
+    runs on without them)."""
     config = load_config(path)
     problems: list[ConfigError] = []
     if config.agent.api_key_file is not None:
@@ -92,6 +93,11 @@ def check_config(path: str | os.PathLike[str] | None = None) -> Config:
         from piagent.wake import wake_problems  # the engine is imported only when configured
 
         problems.extend(wake_problems(config.wake))
+    if config.audio.aec.enabled:
+        from piagent.audio.aec import engine_problem  # loads the engine's library
+
+        if (problem := engine_problem(config.audio.aec.engine)) is not None:
+            problems.append(ConfigError("audio.aec.engine", problem))
     if problems:
         raise ConfigProblems(str(config_path(path)), problems)
     return config

@@ -24,6 +24,7 @@ API_KEY_ENV: Final = "ELEVENLABS_API_KEY"
 API_KEY_CREDENTIAL: Final = "elevenlabs_api_key"  # file name in $CREDENTIALS_DIRECTORY
 
 AudioBackend: TypeAlias = Literal["pyaudio", "wav"]
+AecEngine: TypeAlias = Literal["auto", "speex", "webrtc"]
 PinFactory: TypeAlias = Literal["mock", "lgpio", "rpigpio", "pigpio", "native"]
 ButtonMode: TypeAlias = Literal["hold", "toggle", "tap"]
 LedKind: TypeAlias = Literal["single", "per_state", "pwm", "rgb", "none"]
@@ -34,6 +35,8 @@ DynamicValue: TypeAlias = str | int | float | bool
 Color: TypeAlias = tuple[float, float, float]  # red, green, blue, each 0.0-1.0
 
 AUDIO_BACKENDS: Final[tuple[AudioBackend, ...]] = ("pyaudio", "wav")
+# auto: the best measured engine that loads here (speex, then webrtc); see piagent/audio/aec.py.
+AEC_ENGINE_CHOICES: Final[tuple[AecEngine, ...]] = ("auto", "speex", "webrtc")
 PIN_FACTORIES: Final[tuple[PinFactory, ...]] = ("mock", "lgpio", "rpigpio", "pigpio", "native")
 BUTTON_MODES: Final[tuple[ButtonMode, ...]] = ("hold", "toggle", "tap")
 LED_KINDS: Final[tuple[LedKind, ...]] = ("single", "per_state", "pwm", "rgb", "none")
@@ -127,6 +130,17 @@ class AgentConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EchoPathConfig:
+    """``audio.input.echo``: a simulated speaker-to-mic echo path (wav backend only): the mic
+    hears what the speaker played through it, added to its file (piagent/audio/room.py)."""
+
+    delay_ms: float = 50.0  # bulk delay from speaker to mic in ms (0-1000)
+    gain_db: float = -10.0  # echo level relative to what played, in dB (-60-20)
+    impulse_response: Path | None = None  # room response, 16-bit mono WAV; None: pure delay
+    drive: float = 0.0  # the speaker's soft clipping (0 = linear, 0-4)
+
+
+@dataclass(frozen=True, slots=True)
 class AudioInputConfig:
     """``audio.input``: the microphone."""
 
@@ -135,6 +149,7 @@ class AudioInputConfig:
     file: Path | None = None  # WAV file read in real time (wav backend only)
     gain_db: float = 0.0  # software gain in dB (-30-30)
     chunk_ms: int = 20  # capture chunk in ms (10-100)
+    echo: EchoPathConfig | None = None  # wav backend only; None: the mic hears no speaker
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +164,18 @@ class AudioOutputConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AecConfig:
+    """``audio.aec``: in-process acoustic echo cancellation (full duplex on an open speaker)."""
+
+    enabled: bool = False
+    engine: AecEngine = "auto"  # one of AEC_ENGINE_CHOICES
+    tail_ms: int = 128  # echo path the filter models after alignment, in ms (32-512)
+    delay_ms: float | None = None  # speaker-to-mic latency in ms (0-500); None: measured
+    suppress_db: int = -40  # residual echo suppression in dB (-90-0; speex only)
+    noise_suppression: bool = False  # the engine's noise suppressor as well
+
+
+@dataclass(frozen=True, slots=True)
 class AudioConfig:
     """``audio``: devices and how they are used."""
 
@@ -156,6 +183,7 @@ class AudioConfig:
     input: AudioInputConfig = field(default_factory=AudioInputConfig)
     output: AudioOutputConfig = field(default_factory=AudioOutputConfig)
     half_duplex: bool = True  # mic sends silence while the agent speaks, unless button held
+    aec: AecConfig = field(default_factory=AecConfig)
     earcons: bool = True  # short generated sounds on press, release, error, offline
 
 

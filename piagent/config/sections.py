@@ -3,10 +3,10 @@
 Owns ``parse_config`` and one reader function per section (``agent``, ``audio``, ``gpio`` with
 its button and LEDs, ``control``, ``session``, ``tools``, ``logging``, ``wake``): which keys
 each section has, each key's converter, range and the words its problem message uses, and the
-checks that span keys (a wav backend needs both files, an LED pin the button uses, backoff
-limits, tool names unique across the three kinds, a stop word other than the wake word).
-Every problem is collected in one pass and raised together as one ``ConfigProblems`` (exit
-status 78), each naming its dotted key path.
+checks that span keys (a wav backend needs both files, an echo path needs the wav backend, an LED
+pin the button uses, backoff limits, tool names unique across the three kinds, a stop word
+other than the wake word). Every problem is collected in one pass and raised together as one
+``ConfigProblems`` (exit status 78), each naming its dotted key path.
 
 Pure: no file or environment reads (``loader`` reads the file).
 """
@@ -41,6 +41,7 @@ from piagent.config.readers import (
     url,
 )
 from piagent.config.schema import (
+    AEC_ENGINE_CHOICES,
     AUDIO_BACKENDS,
     BUILTIN_TOOLS,
     BUTTON_MODES,
@@ -55,6 +56,7 @@ from piagent.config.schema import (
     WAKE_ENGINES,
     WAKE_MODEL_SUFFIXES,
     WAKE_MODELS,
+    AecConfig,
     AgentConfig,
     AudioConfig,
     AudioInputConfig,
@@ -64,6 +66,7 @@ from piagent.config.schema import (
     Config,
     ControlConfig,
     DynamicValue,
+    EchoPathConfig,
     GpioConfig,
     LedConfig,
     LedPattern,
@@ -180,6 +183,7 @@ def _audio(r: Reader) -> AudioConfig:
             file=i.read("file", d.input.file, optional(file_path), "a WAV file path"),
             gain_db=i.number("gain_db", d.input.gain_db, -30.0, 30.0, "a gain in dB"),
             chunk_ms=i.integer("chunk_ms", d.input.chunk_ms, 10, 100, "an integer number of ms"),
+            echo=_echo_path(i),
         ),
         output=AudioOutputConfig(
             device=o.read("device", d.output.device, _device, _DEVICE_EXPECTED),
@@ -189,13 +193,44 @@ def _audio(r: Reader) -> AudioConfig:
             jitter_ms=o.integer("jitter_ms", d.output.jitter_ms, 0, 500, "an integer number of ms"),
         ),
         half_duplex=r.flag("half_duplex", d.half_duplex),
+        aec=_aec(r.section("aec")),
         earcons=r.flag("earcons", d.earcons),
     )
     if backend == "wav":
         for device, sub in (("input", config.input), ("output", config.output)):
             if sub.file is None and not r.ctx.failed(f"audio.{device}.file"):
                 r.ctx.add(f"audio.{device}.file", "required when audio.backend is wav")
+    elif config.input.echo is not None:
+        r.ctx.add("audio.input.echo", "a simulated echo path needs audio.backend: wav")
     return config
+
+
+def _echo_path(i: Reader) -> EchoPathConfig | None:
+    """``audio.input.echo``: absent or null for none."""
+    e = i.section("echo")
+    if i.data.get("echo") is None:
+        return None
+    d, ms = EchoPathConfig(), "a number of ms"
+    return EchoPathConfig(
+        delay_ms=e.number("delay_ms", d.delay_ms, 0.0, 1000.0, ms),
+        gain_db=e.number("gain_db", d.gain_db, -60.0, 20.0, "a gain in dB"),
+        impulse_response=e.read(
+            "impulse_response", None, optional(file_path), "a WAV file path (16-bit mono)"
+        ),
+        drive=e.number("drive", d.drive, 0.0, 4.0, "a soft-clipping drive"),
+    )
+
+
+def _aec(a: Reader) -> AecConfig:
+    d = AecConfig()
+    return AecConfig(
+        enabled=a.flag("enabled", d.enabled),
+        engine=a.choice("engine", d.engine, AEC_ENGINE_CHOICES),
+        tail_ms=a.integer("tail_ms", d.tail_ms, 32, 512, "an integer number of ms"),
+        delay_ms=a.opt_number("delay_ms", 0.0, 500.0, "a latency in ms, or null to measure it"),
+        suppress_db=a.integer("suppress_db", d.suppress_db, -90, 0, "an integer number of dB"),
+        noise_suppression=a.flag("noise_suppression", d.noise_suppression),
+    )
 
 
 def _gpio(r: Reader) -> GpioConfig:
