@@ -93,6 +93,11 @@ def _is_file(model: str, engine: str) -> bool:
     return model.endswith(WAKE_MODEL_SUFFIXES[engine])
 
 
+def _model_key(index: int) -> str:
+    """The config key a model came from: the first is the wake word's, the next the stop's."""
+    return "wake.model" if index == 0 else "wake.stop_model"
+
+
 def _unavailable(engine: str, exc: BaseException) -> WakeUnavailable:
     package = ENGINE_PACKAGES[engine]
     machine = platform.machine() or "this machine"
@@ -115,15 +120,16 @@ class _MicroEngine:
         except ImportError as exc:
             raise _unavailable("micro", exc) from exc
         self._features = MicroWakeWordFeatures()
+        self._frames = 0  # feature frames so far (10 ms each)
         self._models: list[MicroWakeWord] = []
-        for key, model in zip(("wake.model", "wake.stop_model"), models, strict=False):
+        for index, model in enumerate(models):
             try:
                 if _is_file(model, "micro"):
                     self._models.append(MicroWakeWord.from_config(model))
                 else:
                     self._models.append(MicroWakeWord.from_builtin(Model(model)))
             except (OSError, ValueError, KeyError) as exc:
-                raise WakeUnavailable(key, f"cannot load {model}: {exc}") from exc
+                raise WakeUnavailable(_model_key(index), f"cannot load {model}: {exc}") from exc
         self.thresholds = tuple(
             m.probability_cutoff if t is None else t
             for m, t in zip(self._models, thresholds, strict=True)
@@ -132,14 +138,18 @@ class _MicroEngine:
     def score(self, pcm: bytes) -> list[list[float]]:
         scores: list[list[float]] = [[] for _ in self._models]
         for features in self._features.process_streaming(pcm):
+            self._frames += 1
             for model, found in zip(self._models, scores, strict=True):
                 probability = model.process_streaming_prob(features)
-                if probability is not None:
+                # A model runs once per ``stride`` feature frames and says 0.0 in between: only
+                # its real outputs count (a 0.0 would look like the word being let go of).
+                if probability is not None and self._frames % model.stride == 0:
                     found.append(probability)
         return scores
 
     def reset(self) -> None:
         self._features.reset()
+        self._frames = 0
         for model in self._models:
             model.reset()  # reloads the model: its streaming state lives in the interpreter
 
@@ -162,14 +172,14 @@ class _OpenEngine:
         except (OSError, ValueError) as exc:
             raise _unavailable("open", exc) from exc
         self._models: list[OpenWakeWord] = []
-        for key, model in zip(("wake.model", "wake.stop_model"), models, strict=False):
+        for index, model in enumerate(models):
             try:
                 if _is_file(model, "open"):
                     self._models.append(OpenWakeWord.from_model(model))
                 else:
                     self._models.append(OpenWakeWord.from_builtin(Model(model)))
             except (OSError, ValueError) as exc:
-                raise WakeUnavailable(key, f"cannot load {model}: {exc}") from exc
+                raise WakeUnavailable(_model_key(index), f"cannot load {model}: {exc}") from exc
         self.thresholds = tuple(OPEN_THRESHOLD if t is None else t for t in thresholds)
         # The feature pipeline starts with 8 s of silence to fill its windows; work through it
         # now, not in the first 20 ms frame the microphone delivers.
@@ -194,13 +204,8 @@ class _OpenEngine:
         self._features.close()
 
 
-def _open_engine(config: WakeConfig) -> _Engine:
-    models = [config.model]
-    thresholds = [config.threshold]
-    if config.stop_model is not None:
-        models.append(config.stop_model)
-        thresholds.append(config.stop_threshold)
-    if config.engine == "open":
+def _load_engine(engine: str, models: Sequence[str], thresholds: Sequence[float | None]) -> _Engine:
+    if engine == "open":
         return _OpenEngine(models, thresholds)
     return _MicroEngine(models, thresholds)
 
@@ -213,14 +218,23 @@ class WakeListener:
     and raises ``WakeUnavailable`` when the engine or a model cannot be loaded here.
     """
 
-    def __init__(self, config: WakeConfig) -> None:
+    def __init__(self, config: WakeConfig, *, bank: Sequence[str] = ()) -> None:
+        """``bank``: measure these models of ``config.engine`` instead, over one feature
+        pipeline, each reported as a ``wake`` detection under its model's name, with its own
+        threshold unless ``config.threshold`` says (scripts/bench_wake.py)."""
         self.config = config
-        self._engine = _open_engine(config)
-        self._words: tuple[Word, ...] = ("wake", "stop") if config.stop_model else ("wake",)
-        self._names = (config.model, config.stop_model or "")
+        models = list(bank) or [config.model]
+        thresholds = [config.threshold] * len(models)
+        self._words: list[Word] = ["wake"] * len(models)
+        if config.stop_model is not None and not bank:
+            models.append(config.stop_model)
+            thresholds.append(config.stop_threshold)
+            self._words.append("stop")
+        self._engine = _load_engine(config.engine, models, thresholds)
+        self._names = tuple(models)
         self._refractory = round(config.refractory_s * RATE)
-        self._quiet_until = [0] * len(self._words)  # sample position, per word
-        self._armed = [True] * len(self._words)
+        self._quiet_until = [0] * len(models)  # sample position, per word
+        self._armed = [True] * len(models)
         self._samples = 0
         self._odd = b""  # half a sample left over from bytes of odd length
 
