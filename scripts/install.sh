@@ -19,7 +19,8 @@ Installs piagent as the systemd service piagent.service. Nothing is compiled on 
                  one line per problem and exit 1 when one is missing. Without systemd as
                  PID 1 (a chroot, a container) it warns: the service cannot start there.
   apt packages   python3-venv python3-setuptools python3-wheel alsa-utils python3-numpy
-                 python3-scipy python3-pyaudio python3-systemd python3-yaml, python3-lgpio
+                 python3-scipy python3-pyaudio python3-systemd python3-yaml, libspeexdsp1
+                 (audio.aec's speex engine, loaded with ctypes), python3-lgpio
                  where apt has it (Raspberry Pi OS), and python3-gpiozero and
                  python3-websockets when apt's version is recent enough (as pyproject.toml
                  says); only the missing ones. espeak-ng is not installed: only the spoken
@@ -155,7 +156,8 @@ readonly MODULES_LOAD=/etc/modules-load.d/piagent.conf
 # which setuptools before 70.1 needs to build one), ALSA's tools (aplay/arecord -l, amixer)
 # and the daemon's native dependencies, built for this architecture by Debian.
 readonly APT_PACKAGES=(python3-venv python3-setuptools python3-wheel alsa-utils
-                       python3-numpy python3-scipy python3-pyaudio python3-systemd python3-yaml)
+                       python3-numpy python3-scipy python3-pyaudio python3-systemd python3-yaml
+                       libspeexdsp1)
 # From Debian when its version is at least the minimum pyproject.toml declares, otherwise
 # from pip (both publish pure-Python wheels): Debian package -> pyproject.toml's name.
 readonly -A APT_IF_RECENT=([python3-websockets]=websockets [python3-gpiozero]=gpiozero)

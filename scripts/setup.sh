@@ -10,9 +10,10 @@ extra="[test]"
 
 # portaudio19-dev and libsystemd-dev: pyaudio and systemd-python compile against them.
 # espeak-ng and sox: spoken prompts for the demo and speech fixtures for tests.
+# libspeexdsp1: the speex echo canceller (piagent/audio/speexdsp.py loads it with ctypes).
 # systemd and shellcheck: the tests verify and score the unit and lint the installer.
 apt_packages=(python3-venv python3-dev gcc pkg-config portaudio19-dev libsystemd-dev
-              libasound2-dev alsa-utils espeak-ng sox)
+              libasound2-dev alsa-utils espeak-ng sox libspeexdsp1)
 [ "$extra" = "[test]" ] && apt_packages+=(systemd shellcheck)
 missing=()
 for p in "${apt_packages[@]}"; do

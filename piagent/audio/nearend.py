@@ -45,14 +45,14 @@ class NearEndDetector:
         self,
         *,
         floor_dbfs: float = -48.0,
-        margin_db: float = 12.0,
+        margin_db: float = 9.0,
         initial_ratio_db: float = 0.0,
         quantile: float = 0.9,
         step_db: float = 1.0,
         far_active_dbfs: float = -55.0,
         far_decay_db_per_frame: float = 3.0,
         far_hold_frames: int = 20,
-        onset_frames: int = 5,
+        onset_frames: int = 3,
         release_frames: int = 30,
     ) -> None:
         if onset_frames < 1 or release_frames < 1:

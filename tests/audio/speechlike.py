@@ -35,7 +35,8 @@ def speechlike(
     x = noise * envelope
     active = x[envelope > 0.1]
     scale = 10 ** (level_dbfs / 20) * 32768 / max(float(np.sqrt(np.mean(active**2))), 1e-9)
-    return np.clip(np.rint(x * scale), -32768, 32767).astype(np.int16)
+    out: Samples = np.clip(np.rint(x * scale), -32768, 32767).astype(np.int16)
+    return out
 
 
 def frames(x: Samples, size: int = 160) -> list[Samples]:
