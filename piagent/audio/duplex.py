@@ -1,0 +1,123 @@
+"""Full duplex on an open speaker: the echo chain the daemon wires between speaker and mic.
+
+Owns ``EchoControl``, which puts ``echoref``, ``aec`` and ``nearend`` together behind two calls,
+one per side, both on the event loop (the PortAudio adapters already hand their periods to the
+loop; the ``wav`` backend runs there):
+
+* speaker period path: ``record_played(samples, dac_time)``: the samples the speaker just
+  played (its own rate, int16) and the time its first one reaches the DAC, on the clock the mic
+  uses (PortAudio's ``outputBufferDacTime``, or for the ``wav`` backend ``start_time`` plus the
+  position over the rate). They are resampled to 16 kHz and kept in the reference ring.
+* mic period path: ``process(near, adc_time) -> (cleaned, onset)``: a mic period already at
+  16 kHz (any whole number of 10 ms frames, e.g. 320 samples for 20 ms) and the time its first
+  sample was captured (``inputBufferAdcTime``, or the ``wav`` mic's capture start plus the
+  frame's offset). Returns the period with the echo removed, to send instead of the raw mic,
+  and whether the user started talking over the agent in it (barge-in: flush playback).
+
+The speaker-to-mic latency starts at ``audio.aec.delay_ms`` (0 when null) and is measured
+continuously from the signals (``DelayEstimator``). Raises ``AecUnavailable`` (naming
+``audio.aec.engine``) when the engine cannot run, so the caller logs it and runs without.
+
+Imports numpy and piagent's audio helpers and config schema; no devices, no asyncio.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from piagent.audio.aec import FRAME_SAMPLES, RATE, EchoCanceller
+from piagent.audio.codecs import Samples
+from piagent.audio.echoref import DelayEstimator, EchoReference, timeline_position
+from piagent.audio.nearend import NearEndDetector
+from piagent.audio.resample import StreamResampler
+from piagent.config.schema import AecConfig
+
+__all__ = ["EchoControl"]
+
+logger = logging.getLogger(__name__)
+
+_RESYNC_SAMPLES = RATE * 5 // 1000  # a DAC time off by more than 5 ms: the stream restarted
+
+
+class EchoControl:
+    """The echo chain for one speaker at ``speaker_rate`` Hz and one 16 kHz mic stream."""
+
+    def __init__(self, config: AecConfig, *, speaker_rate: int) -> None:
+        self._canceller = EchoCanceller(
+            config.engine,
+            tail_ms=config.tail_ms,
+            suppress_db=config.suppress_db,
+            noise_suppression=config.noise_suppression,
+        )
+        self._reference = EchoReference(RATE, latency_ms=config.delay_ms or 0.0)
+        self._estimator = DelayEstimator(self._reference)
+        self._detector = NearEndDetector()
+        self._resampler = StreamResampler(speaker_rate, RATE)
+        self._speaker_rate = speaker_rate
+        self._next: int | None = None  # where the next resampled reference sample goes
+        self._played = 0  # speaker samples since the last resync
+        self._anchor = 0  # the resynced timeline position of speaker sample 0
+        self._mic_next: int | None = None  # where the next mic period should start
+        logger.info("echo cancellation: %s engine", self._canceller.engine)
+
+    @property
+    def engine(self) -> str:
+        return self._canceller.engine
+
+    @property
+    def erle_db(self) -> float:
+        """The canceller's running ERLE (dB)."""
+        return self._canceller.erle_db
+
+    @property
+    def talking(self) -> bool:
+        """Whether the near end is talking (the detector's episode)."""
+        return self._detector.talking
+
+    @property
+    def latency_ms(self) -> float:
+        """The speaker-to-mic latency the reference is aligned with now (ms)."""
+        return self._reference.latency_samples * 1000 / RATE
+
+    def record_played(self, samples: Samples, dac_time: float) -> None:
+        """The speaker played ``samples`` (its rate), the first reaching the DAC at
+        ``dac_time`` (seconds, the mic's clock)."""
+        position = timeline_position(dac_time, 0.0, RATE)
+        expected = self._anchor + self._played * RATE // self._speaker_rate
+        if self._next is None or abs(position - expected) > _RESYNC_SAMPLES:
+            # First period, or an underrun / restart moved the stream: start a new timeline.
+            self._resampler.reset()
+            self._anchor, self._played = position, 0
+            self._next = position
+        out = self._resampler.process(samples)
+        self._played += len(samples)
+        self._reference.record(np.asarray(out, dtype=np.int16), self._next)
+        self._next += len(out)
+
+    def process(self, near: Samples, adc_time: float) -> tuple[Samples, bool]:
+        """The mic period ``near`` (16 kHz, whole 10 ms frames) captured from ``adc_time``:
+        the period with the echo removed, and whether a near-end onset was decided in it."""
+        if len(near) % FRAME_SAMPLES:
+            raise ValueError(f"a mic period must be whole 10 ms frames, got {len(near)} samples")
+        start = timeline_position(adc_time, 0.0, RATE)
+        if self._mic_next is not None and abs(start - self._mic_next) <= _RESYNC_SAMPLES:
+            start = self._mic_next  # clock jitter: keep the mic's timeline contiguous
+        self._mic_next = start + len(near)
+        cleaned: list[Samples] = []
+        onset = False
+        for offset in range(0, len(near), FRAME_SAMPLES):
+            frame = near[offset : offset + FRAME_SAMPLES]
+            position = start + offset
+            if self._estimator.observe(frame, position) is not None:
+                self._estimator.apply()
+                logger.debug("echo path latency now %.1f ms", self.latency_ms)
+            far = self._reference.aligned(position, FRAME_SAMPLES)
+            out = self._canceller.process(frame, far)
+            onset = self._detector.update(out, far) or onset
+            cleaned.append(out)
+        return np.concatenate(cleaned), onset
+
+    def close(self) -> None:
+        self._canceller.close()
