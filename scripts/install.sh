@@ -28,7 +28,10 @@ Installs piagent as the systemd service piagent.service. Nothing is compiled on 
   /opt/piagent   src/ (a copy of the source) and venv/ (--system-site-packages, so Debian's
                  modules are used): pip builds piagent with Debian's setuptools
                  (--no-build-isolation) and fetches only what apt had too old, as wheels
-                 (--only-binary=:all:). Then 'python -m piagent.selfcheck' imports everything
+                 (--only-binary=:all:), and pymicro-wakeword (the wake word, models
+                 inside) on arm64 and amd64; armhf has no wheel of it, so a wake section
+                 is unavailable there and the button works alone (pyproject.toml's
+                 marker). Then 'python -m piagent.selfcheck' imports everything
                  the daemon imports; the install fails when an import fails
   user piagent   system user, home /var/lib/piagent, no login shell, groups audio and gpio
                  (the gpio group is created where it does not exist, e.g. off a Pi)

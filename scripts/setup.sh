@@ -9,7 +9,8 @@ extra="[test]"
 [ "${1:-}" = "--run" ] && extra=""
 
 # portaudio19-dev and libsystemd-dev: pyaudio and systemd-python compile against them.
-# espeak-ng and sox: spoken prompts for the demo and speech fixtures for tests.
+# espeak-ng and sox: spoken prompts for the demo and speech fixtures for tests (the wake
+# word's in tests/test_wake.py and scripts/bench_wake.py among them).
 # libspeexdsp1: the speex echo canceller (piagent/audio/speexdsp.py loads it with ctypes).
 # systemd and shellcheck: the tests verify and score the unit and lint the installer.
 apt_packages=(python3-venv python3-dev gcc pkg-config portaudio19-dev libsystemd-dev
