@@ -197,9 +197,8 @@ class WavMicrophone:
         self._chunk_ms = chunk_ms
         self._gain_db = gain_db
         self._clock = clock
-        if echo is not None and echo.rate != self._rate:
-            raise ValueError(f"the echo path runs at {echo.rate} Hz, the file at {self._rate} Hz")
-        self._echo = echo
+        self._echo: WavEchoPath | None = None
+        self.echo = echo
         self._frames = 0  # frames delivered so far, across calls to frames()
         self._clipped = 0
 
@@ -216,6 +215,18 @@ class WavMicrophone:
     def healthy(self) -> bool:
         """Always True: a file does not fail once read."""
         return True
+
+    @property
+    def echo(self) -> WavEchoPath | None:
+        """The echo path this microphone hears (None: only its file). Settable, so a path
+        can be made at the file's ``rate`` once the microphone has read it."""
+        return self._echo
+
+    @echo.setter
+    def echo(self, path: WavEchoPath | None) -> None:
+        if path is not None and path.rate != self._rate:
+            raise ValueError(f"the echo path runs at {path.rate} Hz, the file at {self._rate} Hz")
+        self._echo = path
 
     @property
     def overruns(self) -> int:

@@ -157,3 +157,17 @@ def test_the_wav_microphone_hears_the_speaker_through_the_path(tmp_path: Path) -
     assert abs(int(np.argmax(corr)) - expected) <= 1
     level = float(np.dot(heard, heard.astype(float))) / float(np.dot(burst, burst.astype(float)))
     assert 10 * np.log10(level) == pytest.approx(-6, abs=0.5)
+
+
+def test_a_microphone_refuses_an_echo_path_at_another_rate(tmp_path: Path) -> None:
+    mic_file = tmp_path / "mic.wav"
+    with wave.open(str(mic_file), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(np.zeros(160, dtype=np.int16).tobytes())
+    mic = WavMicrophone(mic_file)
+    with pytest.raises(ValueError, match="48000 Hz"):
+        mic.echo = WavEchoPath(48000)
+    mic.echo = path = WavEchoPath(mic.rate)
+    assert mic.echo is path
