@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import pytest
 from piagent.audio.room import Room, load_impulse_response, soft_clip, synthetic_impulse_response
 from piagent.audio.wavio import WavEchoPath, WavMicrophone, WavSpeaker
 from tests.audio.speechlike import speechlike
+from tests.audio.test_wavio import write_wav
 
 
 def impulse(n: int, at: int, value: int = 10000) -> np.ndarray:
@@ -77,12 +77,7 @@ def test_soft_clipping_bends_loud_peaks_only() -> None:
 
 
 def test_an_impulse_response_file_is_resampled_and_normalised(tmp_path: Path) -> None:
-    path = tmp_path / "ir.wav"
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(48000)
-        wav.writeframes(impulse(4800, 0, 20000).tobytes())
+    path = write_wav(tmp_path / "ir.wav", impulse(4800, 0, 20000), 48000)
     ir = load_impulse_response(path, 16000)
     assert len(ir) == pytest.approx(1600, abs=40)
     assert np.sum(ir**2) == pytest.approx(1.0)
@@ -116,12 +111,7 @@ def test_the_echo_path_aligns_the_two_timelines_to_the_sample() -> None:
 def test_the_wav_microphone_hears_the_speaker_through_the_path(tmp_path: Path) -> None:
     """Real time, as the daemon runs them: a 48 kHz speaker, a 16 kHz microphone file of
     silence, a 40 ms path 6 dB down; the burst arrives where the two clocks say it should."""
-    mic_file = tmp_path / "mic.wav"
-    with wave.open(str(mic_file), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(16000)
-        wav.writeframes(np.zeros(16000, dtype=np.int16).tobytes())
+    mic_file = write_wav(tmp_path / "mic.wav", np.zeros(16000, dtype=np.int16), 16000)
     path = WavEchoPath(16000, delay_ms=40, gain_db=-6)
     burst = speechlike(0.2, seed=5, level_dbfs=-12)  # 16 kHz; played at 48 kHz below
     burst48 = np.repeat(burst, 3)
@@ -160,12 +150,7 @@ def test_the_wav_microphone_hears_the_speaker_through_the_path(tmp_path: Path) -
 
 
 def test_a_microphone_refuses_an_echo_path_at_another_rate(tmp_path: Path) -> None:
-    mic_file = tmp_path / "mic.wav"
-    with wave.open(str(mic_file), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(16000)
-        wav.writeframes(np.zeros(160, dtype=np.int16).tobytes())
+    mic_file = write_wav(tmp_path / "mic.wav", np.zeros(160, dtype=np.int16), 16000)
     mic = WavMicrophone(mic_file)
     with pytest.raises(ValueError, match="48000 Hz"):
         mic.echo = WavEchoPath(48000)
