@@ -18,6 +18,22 @@ stop word is any second model, bundled or a file of one's own (``wake.stop_model
 
 Not thread-safe, and it does not need to be: call ``feed`` from the one task that reads the
 microphone. Imports nothing from the daemon (no asyncio, no devices).
+
+Wiring it into the daemon (service.py and the appliance own that side):
+
+* at start, when ``config.wake`` is not None: ``WakeListener(config.wake)``; on
+  ``WakeUnavailable`` log its message (it names ``wake.engine`` or the model's key and what to
+  do), show it as the status detail, and run on with the button (``listener = None``);
+* in the microphone's task, every 20 ms period, whatever the uplink's mode (the wake word must
+  be heard while idle): the period resampled to 16 kHz (the uplink's own frames when the
+  agent takes pcm_16000; the echo-cancelled ones where there are), ``listener.feed(frame)``.
+  ``micro`` costs about 0.1 ms a period here and runs inline; ``open`` works in 80 ms bursts
+  (several ms each here, more on a Pi): run it off the loop or not at all;
+* each ``Detection``: ``wake`` -> the event a button press makes (opens a conversation, or a
+  turn in one; a barge-in while the agent speaks); ``stop`` -> the interruption a press makes
+  while the agent speaks (nothing otherwise). Log ``word``, ``model``, ``probability``;
+* ``listener.reset()`` after the daemon's own earcon or anything the listener should forget;
+  ``listener.close()`` at exit.
 """
 
 from __future__ import annotations
