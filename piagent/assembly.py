@@ -11,12 +11,13 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from piagent.audio.devices import DeviceError, Microphone, Speaker
 from piagent.audio.playback import Playback, VolumeStore
-from piagent.audio.wavio import WavMicrophone, WavSpeaker
-from piagent.config import Config
+from piagent.audio.wavio import WavEchoPath, WavMicrophone, WavSpeaker, read_wav
+from piagent.config import Config, EchoPathConfig
 from piagent.tools import CommandTool, PythonTool, ToolRegistry
 
 logger = logging.getLogger(__name__)
@@ -56,14 +57,18 @@ def build_audio(config: Config) -> Audio:
     store = VolumeStore()
     if audio.backend == "wav":
         assert audio.input.file is not None and audio.output.file is not None  # config checks
+        echo = _echo_path(audio.input.echo, audio.input.file)
         wav_mic = WavMicrophone(
-            audio.input.file, chunk_ms=audio.input.chunk_ms, gain_db=audio.input.gain_db
+            audio.input.file,
+            chunk_ms=audio.input.chunk_ms,
+            gain_db=audio.input.gain_db,
+            echo=echo,
         )
         rate = audio.output.rate or 48000
         playback = Playback(
             rate, jitter_ms=audio.output.jitter_ms, volume=audio.output.volume, store=store
         )
-        wav_speaker = WavSpeaker(audio.output.file, rate, playback)
+        wav_speaker = WavSpeaker(audio.output.file, rate, playback, echo=echo)
         return Audio(
             mic=wav_mic,
             playback=playback,
@@ -105,6 +110,21 @@ def build_audio(config: Config) -> Audio:
         output_healthy=lambda: speaker.healthy,
         output_xruns=lambda: speaker.xruns,
         tasks=[("microphone device", mic.run), ("speaker device", speaker.run)],
+    )
+
+
+def _echo_path(echo: EchoPathConfig | None, mic_file: Path) -> WavEchoPath | None:
+    """``audio.input.echo``: the simulated room between the WAV speaker and microphone, at the
+    microphone file's rate."""
+    if echo is None:
+        return None
+    _, rate = read_wav(mic_file)
+    return WavEchoPath(
+        rate,
+        delay_ms=echo.delay_ms,
+        gain_db=echo.gain_db,
+        impulse_response=echo.impulse_response,
+        drive=echo.drive,
     )
 
 

@@ -1,26 +1,27 @@
 """Hearing: what happens to each microphone frame before the uplink sees it.
 
 Owns ``Hearing``, the mic path's front end when echo cancellation (``audio.aec``) or the wake
-word (``wake``) is on. Per microphone frame, on the event loop:
+word (``wake``) is on, and ``build_hearing``, which makes it from the config. Per microphone
+frame, on the event loop:
 
-1. the frame is resampled to 16 kHz and cut into 10 ms frames;
-2. with echo cancellation: the far-end reference of each 10 ms frame (what the speaker played,
-   found again on a shared timeline of sample positions, ``audio.echoref``) goes with it into
-   the ``EchoCanceller``; the ``DelayEstimator`` keeps that reference aligned with what the
-   microphone actually hears; the ``NearEndDetector`` decides, on the cancelled signal, that
-   the user is talking over the agent (``Heard.voice_over``);
+1. the frame is resampled to 16 kHz and cut into whole 10 ms frames (a remainder waits for the
+   next frame);
+2. with echo cancellation: ``audio.duplex.EchoControl`` removes what the speaker played from
+   them, and says when the user starts talking over the agent (``Heard.voice_over``);
 3. with the wake word: the (cancelled) audio goes to the ``WakeListener``, whose detections
-   come back as words (``Heard.words``).
+   come back as ``Heard.words``.
 
 What goes on to the uplink is the cancelled 16 kHz audio with echo cancellation on, the
 microphone's own frame otherwise (the wake word listens beside it and changes nothing).
 
-The speaker side is ``played``: the playback buffer calls it with every period it hands the
-device, from the device's thread; it only queues the samples with the moment they were read.
-The loop side places them on the timeline when it next hears a frame, so PortAudio's thread
-never resamples or touches the canceller. Positions come from sample counts, anchored to the
-monotonic clock and anchored again when a stream stops and starts (the speaker parks when
-idle) or drifts beyond ``ANCHOR_TOLERANCE_S``.
+The speaker's side is ``played``: the playback buffer's tap calls it with every period the
+device takes, from the device's thread (PortAudio's callback), and it only queues the samples
+with the moment they were read. The loop hands them to ``EchoControl`` when it next hears a
+frame, so the device's thread never resamples or touches the canceller. Both sides are placed
+on the monotonic clock: a speaker period reaches the DAC ``output_latency_s`` after it is read
+(the device's buffer), a mic frame's first sample was taken its own length (plus
+``input_latency_s``) before it arrived. Those are first guesses: the delay estimator measures
+the rest, and timelines stay contiguous through up to ``RESYNC_MS`` of scheduling jitter.
 """
 
 from __future__ import annotations
@@ -29,27 +30,27 @@ import collections
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 
-from piagent.audio.aec import FRAME_SAMPLES, RATE, AecUnavailable, EchoCanceller
+from piagent.audio.aec import FRAME_SAMPLES, RATE, AecUnavailable
 from piagent.audio.codecs import Samples
-from piagent.audio.echoref import DelayEstimator, EchoReference, timeline_position
-from piagent.audio.nearend import NearEndDetector
+from piagent.audio.duplex import EchoControl
 from piagent.audio.resample import StreamResampler
 from piagent.config import Config
 from piagent.errors import ConfigError
-from piagent.wake import Detection, WakeListener, Word
+from piagent.wake import Detection, WakeListener
 
-__all__ = ["ANCHOR_TOLERANCE_S", "EchoParts", "Heard", "Hearing", "build_hearing"]
+__all__ = ["RESYNC_MS", "Heard", "Hearing", "build_hearing"]
 
 logger = logging.getLogger(__name__)
 
-ANCHOR_TOLERANCE_S: Final = 0.06
-"""A stream whose sample count strays this far from the clock is placed on it again (s)."""
-_TAP_LIMIT: Final = 200  # speaker periods queued between two mic frames at most (4 s at 20 ms)
+RESYNC_MS: Final = 60.0
+"""A stream whose sample count strays this far from the clock is placed on it again (ms):
+above the loop's scheduling jitter, well within the delay estimator's reach (400 ms)."""
+_TAP_LIMIT: Final = 400  # speaker periods queued between two mic frames at most (8 s of 20 ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,68 +62,33 @@ class Heard:
     rate: int
     words: tuple[Detection, ...] = ()
     voice_over: bool = False
-    """The user started talking over the agent in this frame (echo cancellation on)."""
-
-
-@dataclass(slots=True)
-class EchoParts:
-    """The echo canceller and what keeps it fed: built from ``audio.aec`` by the assembly."""
-
-    canceller: EchoCanceller
-    reference: EchoReference
-    estimator: DelayEstimator | None  # None: the latency is the configured one, kept
-    detector: NearEndDetector = field(default_factory=NearEndDetector)
-    output_latency_s: float = 0.0  # from a period's read to its DAC (the device's buffer)
-    input_latency_s: float = 0.0  # from the ADC to the frame's delivery (one period at least)
-
-
-class _Anchor:
-    """Timeline positions of one stream: continuous while its samples are, from the clock when
-    they are not (a gap, a restart, drift)."""
-
-    def __init__(self, origin: float) -> None:
-        self._origin = origin
-        self._next: int | None = None
-        self.anchored = 0
-
-    def place(self, n: int, first_at: float) -> int:
-        """The position of the first of ``n`` samples, the first of which is at ``first_at``."""
-        expected = timeline_position(first_at, self._origin, RATE)
-        tolerance = round(ANCHOR_TOLERANCE_S * RATE)
-        if self._next is None or abs(self._next - expected) > tolerance:
-            self._next = expected
-            self.anchored += 1
-        position = self._next
-        self._next += n
-        return position
+    """The user started talking over the far end in this frame (echo cancellation on)."""
 
 
 class Hearing:
-    """The mic path's front end; see the module docstring. ``mic_rate`` and ``speaker_rate``
-    are the devices' rates (Hz); ``clock`` is the monotonic clock both sides read (seconds)."""
+    """The mic path's front end; see the module docstring. ``mic_rate`` is the microphone's
+    rate (Hz); ``clock`` the monotonic clock both sides are stamped with (seconds)."""
 
     def __init__(
         self,
         mic_rate: int,
-        speaker_rate: int,
         *,
-        echo: EchoParts | None = None,
+        echo: EchoControl | None = None,
         wake: WakeListener | None = None,
+        input_latency_s: float = 0.0,
+        output_latency_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
-        origin = clock()
         self._echo = echo
         self._wake = wake
         self._mic_rate = mic_rate
         self._down = StreamResampler(mic_rate, RATE)
-        self._speaker_rate = speaker_rate
-        self._far_down = StreamResampler(speaker_rate, RATE)
-        self._mic_anchor = _Anchor(origin)
-        self._far_anchor = _Anchor(origin)
+        self._input_latency = input_latency_s
+        self._output_latency = output_latency_s
         self._taps: collections.deque[tuple[Samples, float]] = collections.deque(maxlen=_TAP_LIMIT)
         self._pending = np.zeros(0, dtype=np.int16)  # 16 kHz samples short of a 10 ms frame
-        self._pending_at = 0  # the timeline position of the first pending sample
+        self._pending_at = 0.0  # when the first pending sample was taken
         self.voice_overs = 0
         self.words_heard = 0
 
@@ -136,15 +102,13 @@ class Hearing:
         return RATE if self._echo is not None else self._mic_rate
 
     def describe(self) -> dict[str, object]:
-        """For ``ctl status``: what the front end does and how well."""
-        info: dict[str, object] = {"wake": self._wake is not None}
+        """For ``ctl status``: what the front end does, and how well."""
+        info: dict[str, object] = {"wake": self._wake is not None, "words": self.words_heard}
         if self._echo is not None:
-            estimator = self._echo.estimator
-            estimate = None if estimator is None else estimator.estimate
             info["aec"] = {
-                "engine": self._echo.canceller.engine,
-                "erle_db": round(self._echo.canceller.erle_db, 1),
-                "delay_ms": None if estimate is None else round(estimate * 1000 / RATE, 1),
+                "engine": self._echo.engine,
+                "erle_db": round(self._echo.erle_db, 1),
+                "latency_ms": round(self._echo.latency_ms, 1),
                 "voice_overs": self.voice_overs,
             }
         return info
@@ -158,70 +122,38 @@ class Hearing:
 
     # -- the microphone's side (the loop) ---------------------------------------------------
 
-    def set_mic_rate(self, rate: int) -> None:
-        """The microphone was reopened at another rate."""
-        if rate != self._mic_rate:
-            self._mic_rate = rate
-            self._down = StreamResampler(rate, RATE)
+    def hear(self, frame: Samples, mic_rate: int | None = None) -> Heard:
+        """One microphone frame (at ``mic_rate``, the last one's by default), just arrived."""
+        now = self._clock()
+        if mic_rate is not None and mic_rate != self._mic_rate:
+            self._mic_rate = mic_rate  # the microphone was reopened at another rate
+            self._down = StreamResampler(mic_rate, RATE)
             self._pending = np.zeros(0, dtype=np.int16)
-
-    def hear(self, frame: Samples, at: float | None = None) -> Heard:
-        """One microphone frame, delivered at ``at`` (the clock's now by default)."""
-        now = self._clock() if at is None else at
-        wide = self._down.process(frame)
-        audio = np.asarray(wide, dtype=np.int16)
-        if self._echo is not None:
-            self._take_taps()
-            first_at = now - len(audio) / RATE - self._echo.input_latency_s
-        else:
-            first_at = now - len(audio) / RATE
-        position = self._mic_anchor.place(len(audio), first_at)
+        audio = np.asarray(self._down.process(frame), dtype=np.int16)
         if len(self._pending) == 0:
-            self._pending_at = position
+            self._pending_at = now - len(audio) / RATE - self._input_latency
         self._pending = np.concatenate([self._pending, audio])
         whole = len(self._pending) // FRAME_SAMPLES * FRAME_SAMPLES
         chunk, self._pending = self._pending[:whole], self._pending[whole:]
-        start, self._pending_at = self._pending_at, self._pending_at + whole
-        cleaned, voice_over = self._cancel(chunk, start)
+        taken_at = self._pending_at
+        self._pending_at += whole / RATE
+        cleaned, voice_over = self._cancel(chunk, taken_at)
         words = self._listen(cleaned)
         if self._echo is None:
             return Heard(frame, self._mic_rate, words)
         return Heard(cleaned, RATE, words, voice_over)
 
-    def _take_taps(self) -> None:
-        assert self._echo is not None
-        echo = self._echo
-        while self._taps:
-            samples, read_at = self._taps.popleft()
-            far = np.asarray(self._far_down.process(samples), dtype=np.int16)
-            if len(far):
-                position = self._far_anchor.place(len(far), read_at + echo.output_latency_s)
-                echo.reference.record(far, position)
-
-    def _cancel(self, chunk: Samples, start: int) -> tuple[Samples, bool]:
+    def _cancel(self, chunk: Samples, taken_at: float) -> tuple[Samples, bool]:
         echo = self._echo
         if echo is None or len(chunk) == 0:
             return chunk, False
-        out: list[Samples] = []
-        onset = False
-        for k in range(0, len(chunk), FRAME_SAMPLES):
-            near = chunk[k : k + FRAME_SAMPLES]
-            position = start + k
-            estimator = echo.estimator
-            if estimator is not None and estimator.observe(near, position) is not None:
-                estimator.apply()
-                logger.info(
-                    "echo path: the microphone hears the speaker %.1f ms after it plays",
-                    (estimator.estimate or 0) * 1000 / RATE,
-                )
-            far = echo.reference.aligned(position, FRAME_SAMPLES)
-            cleaned = echo.canceller.process(near, far)
-            if echo.detector.update(cleaned, far):
-                onset = True  # the appliance acts on it only while the agent plays
-            out.append(cleaned)
+        while self._taps:
+            samples, read_at = self._taps.popleft()
+            echo.record_played(samples, read_at + self._output_latency)
+        cleaned, onset = echo.process(chunk, taken_at)
         if onset:
-            self.voice_overs += 1
-        return np.concatenate(out), onset
+            self.voice_overs += 1  # the appliance acts on it only while the agent plays
+        return cleaned, onset
 
     def _listen(self, audio: Samples) -> tuple[Detection, ...]:
         if self._wake is None or len(audio) == 0:
@@ -241,46 +173,27 @@ class Hearing:
         if self._wake is not None:
             self._wake.close()
         if self._echo is not None:
-            self._echo.canceller.close()
-
-
-def words_of(heard: Heard) -> list[Word]:
-    """The words a frame brought, in order."""
-    return [detection.word for detection in heard.words]
+            self._echo.close()
 
 
 def build_hearing(
-    config: Config, mic_rate: int, speaker_rate: int, *, device_latency_s: tuple[float, float]
+    config: Config,
+    mic_rate: int,
+    speaker_rate: int,
+    *,
+    latency_s: tuple[float, float] = (0.0, 0.0),
 ) -> Hearing | None:
     """The front end ``audio.aec`` and ``wake`` ask for, or None when neither is on.
 
     A canceller or a wake-word engine that cannot run here (no wheel, no library) is logged
-    with the key to change and left out: the daemon runs on with the button and half duplex.
-    ``device_latency_s`` is (input, output): the devices' buffering, a first guess the delay
-    estimator then corrects."""
-    echo: EchoParts | None = None
-    aec = config.audio.aec
-    if aec.enabled:
+    with the key to change and left out: the daemon runs on with the button (and half duplex).
+    ``latency_s`` is the devices' (input, output) buffering."""
+    echo: EchoControl | None = None
+    if config.audio.aec.enabled:
         try:
-            canceller = EchoCanceller(
-                aec.engine,
-                tail_ms=aec.tail_ms,
-                suppress_db=aec.suppress_db,
-                noise_suppression=aec.noise_suppression,
-            )
+            echo = EchoControl(config.audio.aec, speaker_rate=speaker_rate, resync_ms=RESYNC_MS)
         except AecUnavailable as exc:
-            logger.error("echo cancellation is off: %s", exc)
-        else:
-            reference = EchoReference(RATE, latency_ms=aec.delay_ms or 0.0)
-            echo = EchoParts(
-                canceller,
-                reference,
-                # A latency the user measured is kept; otherwise it is measured here.
-                None if aec.delay_ms is not None else DelayEstimator(reference),
-                input_latency_s=device_latency_s[0],
-                output_latency_s=device_latency_s[1],
-            )
-            logger.info("echo cancellation on (%s)", canceller.engine)
+            logger.error("echo cancellation is off (half duplex instead): %s", exc)
     wake: WakeListener | None = None
     if config.wake is not None:
         try:
@@ -291,4 +204,10 @@ def build_hearing(
             logger.info("listening for the wake word (%s)", config.wake.model)
     if echo is None and wake is None:
         return None
-    return Hearing(mic_rate, speaker_rate, echo=echo, wake=wake)
+    return Hearing(
+        mic_rate,
+        echo=echo,
+        wake=wake,
+        input_latency_s=latency_s[0],
+        output_latency_s=latency_s[1],
+    )

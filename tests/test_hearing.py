@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from piagent.audio.aec import EchoCanceller, engine_problem
-from piagent.audio.echoref import DelayEstimator, EchoReference
+from piagent.audio.aec import engine_problem
+from piagent.audio.duplex import EchoControl
 from piagent.audio.room import Room
 from piagent.config import load_config
-from piagent.hearing import EchoParts, Hearing, build_hearing
+from piagent.config.schema import AecConfig
+from piagent.hearing import RESYNC_MS, Hearing, build_hearing
 from tests.audio.speechlike import speechlike
 
 pytestmark = pytest.mark.skipif(
@@ -33,13 +34,8 @@ class Stage:
         self.rate = rate
         self.now = 0.0
         self.room = Room(rate, delay_ms=delay_ms, gain_db=gain_db)
-        reference = EchoReference(16000)
-        self.hearing = Hearing(
-            rate,
-            rate,
-            echo=EchoParts(EchoCanceller("speex"), reference, DelayEstimator(reference)),
-            clock=lambda: self.now,
-        )
+        echo = EchoControl(AecConfig(enabled=True), speaker_rate=rate, resync_ms=RESYNC_MS)
+        self.hearing = Hearing(rate, echo=echo, clock=lambda: self.now)
         self.period = round(rate * PERIOD_S)
         self.onsets: list[float] = []
         self.out: list[np.ndarray] = []
@@ -71,7 +67,8 @@ def test_the_agents_own_voice_through_the_room_never_counts_as_the_user() -> Non
     info = stage.hearing.describe()["aec"]
     assert isinstance(info, dict)
     print(info)
-    assert info["delay_ms"] is not None and abs(info["delay_ms"] - 40.0) <= 10.0
+    # The path's 40 ms, less the few ms of lead the canceller's filter is given.
+    assert 25.0 <= info["latency_ms"] <= 40.0
     assert info["erle_db"] >= 20.0
     # What goes to the uplink is the cancelled audio, at 16 kHz, every sample of it.
     assert sum(len(frame) for frame in stage.out) == len(far)
@@ -103,7 +100,8 @@ def test_the_speaker_parked_and_woken_again_keeps_the_reference_in_place() -> No
     stage.run(gap, gap, speaker_on=False)  # parked: nothing read, nothing heard
     stage.run(at16k(20.0, seed=4, level=-12.0), np.zeros(20 * 16000, np.int16))
     assert stage.onsets == []
-    assert stage.hearing._far_anchor.anchored == 2
+    info = stage.hearing.describe()["aec"]
+    assert isinstance(info, dict) and info["erle_db"] >= 20.0
 
 
 def test_a_48_khz_microphone_and_speaker_are_resampled_for_the_canceller() -> None:
@@ -123,15 +121,15 @@ def test_nothing_to_do_builds_no_front_end_and_an_absent_engine_leaves_the_butto
     path = tmp_path / "config.yaml"
     path.write_text("agent: {agent_id: demo}\n")
     config = load_config(path)
-    assert build_hearing(config, 48000, 48000, device_latency_s=(0.02, 0.04)) is None
+    assert build_hearing(config, 48000, 48000) is None
     on = replace(config, audio=replace(config.audio, aec=replace(config.audio.aec, enabled=True)))
-    hearing = build_hearing(on, 48000, 48000, device_latency_s=(0.02, 0.04))
+    hearing = build_hearing(on, 48000, 48000, latency_s=(0.02, 0.04))
     assert hearing is not None and hearing.cancels_echo and hearing.uplink_rate == 16000
     hearing.close()
     webrtc = replace(on.audio.aec, engine="webrtc")
     missing = engine_problem("webrtc")
     config_webrtc = replace(on, audio=replace(on.audio, aec=webrtc))
-    built = build_hearing(config_webrtc, 48000, 48000, device_latency_s=(0.02, 0.04))
+    built = build_hearing(config_webrtc, 48000, 48000, latency_s=(0.02, 0.04))
     if missing is None:
         assert built is not None and built.cancels_echo
     else:

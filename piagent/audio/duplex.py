@@ -38,13 +38,15 @@ __all__ = ["EchoControl"]
 
 logger = logging.getLogger(__name__)
 
-_RESYNC_SAMPLES = RATE * 5 // 1000  # a DAC time off by more than 5 ms: the stream restarted
+_RESYNC_MS = 5.0  # a time off by more than this (ms): the stream restarted, or it drifted
 
 
 class EchoControl:
     """The echo chain for one speaker at ``speaker_rate`` Hz and one 16 kHz mic stream."""
 
-    def __init__(self, config: AecConfig, *, speaker_rate: int) -> None:
+    def __init__(
+        self, config: AecConfig, *, speaker_rate: int, resync_ms: float = _RESYNC_MS
+    ) -> None:
         self._canceller = EchoCanceller(
             config.engine,
             tail_ms=config.tail_ms,
@@ -56,6 +58,9 @@ class EchoControl:
         self._detector = NearEndDetector()
         self._resampler = StreamResampler(speaker_rate, RATE)
         self._speaker_rate = speaker_rate
+        # Times read off a clock rather than the device's (the daemon stamps periods as the
+        # loop sees them) jitter more: the caller widens this, within the estimator's reach.
+        self._resync = round(RATE * resync_ms / 1000)
         self._next: int | None = None  # where the next resampled reference sample goes
         self._played = 0  # speaker samples since the last resync
         self._anchor = 0  # the resynced timeline position of speaker sample 0
@@ -86,7 +91,7 @@ class EchoControl:
         ``dac_time`` (seconds, the mic's clock)."""
         position = timeline_position(dac_time, 0.0, RATE)
         expected = self._anchor + self._played * RATE // self._speaker_rate
-        if self._next is None or abs(position - expected) > _RESYNC_SAMPLES:
+        if self._next is None or abs(position - expected) > self._resync:
             # First period, or an underrun / restart moved the stream: start a new timeline.
             self._resampler.reset()
             self._anchor, self._played = position, 0
@@ -102,7 +107,7 @@ class EchoControl:
         if len(near) % FRAME_SAMPLES:
             raise ValueError(f"a mic period must be whole 10 ms frames, got {len(near)} samples")
         start = timeline_position(adc_time, 0.0, RATE)
-        if self._mic_next is not None and abs(start - self._mic_next) <= _RESYNC_SAMPLES:
+        if self._mic_next is not None and abs(start - self._mic_next) <= self._resync:
             start = self._mic_next  # clock jitter: keep the mic's timeline contiguous
         self._mic_next = start + len(near)
         cleaned: list[Samples] = []
@@ -112,6 +117,7 @@ class EchoControl:
             position = start + offset
             if self._estimator.observe(frame, position) is not None:
                 self._estimator.apply()
+                self._detector.realign()
                 logger.debug("echo path latency now %.1f ms", self.latency_ms)
             far = self._reference.aligned(position, FRAME_SAMPLES)
             out = self._canceller.process(frame, far)

@@ -67,6 +67,7 @@ class NearEndDetector:
         self._held = 0  # frames since the far envelope's last peak
         self._onset = onset_frames
         self._release = release_frames
+        self._initial_ratio = initial_ratio_db
         self._ratio = initial_ratio_db  # residual over far, learnt (dB)
         self._far_env = _SILENT_DB
         self._run = 0  # candidate frames in the current run
@@ -141,9 +142,14 @@ class NearEndDetector:
             return True
         return False
 
+    def realign(self) -> None:
+        """The reference was moved (a new delay estimate): the canceller reconverges, so the
+        residual ratio learnt so far no longer holds; start again from the cautious one."""
+        self._ratio = max(self._ratio, self._initial_ratio)
+
     def reset(self) -> None:
         """Forget the episode and the learnt ratio (after the canceller was reset)."""
-        self._ratio = 0.0
+        self._ratio = self._initial_ratio
         self._far_env = _SILENT_DB
         self._held = 0
         self._run = self._missed = self._quiet = 0
