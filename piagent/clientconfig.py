@@ -97,8 +97,9 @@ def initiation_from_config(agent: AgentConfig) -> ConversationInitiationClientDa
     )
 
 
-def options_from_config(config: Config) -> ClientOptions:
-    """Conversation policy from the ``session`` and ``audio`` sections."""
+def options_from_config(config: Config, *, full_duplex: bool = False) -> ClientOptions:
+    """Conversation policy from the ``session`` and ``audio`` sections; ``full_duplex`` when
+    echo cancellation runs (the microphone then never hears the agent, so it is not gated)."""
     session = config.session
     return ClientOptions(
         idle_timeout=session.idle_timeout,
@@ -108,7 +109,7 @@ def options_from_config(config: Config) -> ClientOptions:
         stall_timeout=session.stall_timeout,
         backoff_initial=session.backoff_initial,
         backoff_max=session.backoff_max,
-        half_duplex=config.audio.half_duplex,
+        half_duplex=config.audio.half_duplex and not full_duplex,
         chunk_ms=config.audio.input.chunk_ms,
     )
 

@@ -50,6 +50,10 @@ logger = logging.getLogger(__name__)
 RESYNC_MS: Final = 60.0
 """A stream whose sample count strays this far from the clock is placed on it again (ms):
 above the loop's scheduling jitter, well within the delay estimator's reach (400 ms)."""
+CONVERGED_ERLE_DB: Final = 12.0
+"""The canceller counts as converged once its ERLE has held this (dB) for ``CONVERGED_S`` of
+far-end sound; until then the agent's voice could pass for the user's."""
+CONVERGED_S: Final = 1.0
 _TAP_LIMIT: Final = 400  # speaker periods queued between two mic frames at most (8 s of 20 ms)
 
 
@@ -91,6 +95,8 @@ class Hearing:
         self._pending_at = 0.0  # when the first pending sample was taken
         self.voice_overs = 0
         self.words_heard = 0
+        self._converged_s = 0.0  # far-end sound heard with the ERLE above CONVERGED_ERLE_DB
+        self._latency_ms: float | None = None  # the reference's, when convergence was counted
 
     @property
     def cancels_echo(self) -> bool:
@@ -107,11 +113,17 @@ class Hearing:
         if self._echo is not None:
             info["aec"] = {
                 "engine": self._echo.engine,
+                "converged": self.converged,
                 "erle_db": round(self._echo.erle_db, 1),
                 "latency_ms": round(self._echo.latency_ms, 1),
                 "voice_overs": self.voice_overs,
             }
         return info
+
+    @property
+    def converged(self) -> bool:
+        """Whether the canceller has learnt the echo path (see ``CONVERGED_ERLE_DB``)."""
+        return self._converged_s >= CONVERGED_S
 
     # -- the speaker's side (any thread) ----------------------------------------------------
 
@@ -151,9 +163,30 @@ class Hearing:
             samples, read_at = self._taps.popleft()
             echo.record_played(samples, read_at + self._output_latency)
         cleaned, onset = echo.process(chunk, taken_at)
+        self._follow_convergence(echo, len(chunk) / RATE)
+        if not echo.far_playing:
+            return cleaned, onset  # nothing to mistake the user for: as it is
+        # The far end plays. Until the canceller has converged, its residual could pass for
+        # the user: no barge-in and, upstream, silence (half duplex, as without cancelling).
+        # After that only the user's own episodes go up, so no residual echo ever reaches the
+        # server's turn detection either.
+        if not self.converged:
+            return np.zeros_like(cleaned), False
         if onset:
-            self.voice_overs += 1  # the appliance acts on it only while the agent plays
+            self.voice_overs += 1
+        if not echo.talking:
+            return np.zeros_like(cleaned), onset
         return cleaned, onset
+
+    def _follow_convergence(self, echo: EchoControl, seconds: float) -> None:
+        if echo.latency_ms != self._latency_ms:  # realigned: the canceller learns again
+            self._latency_ms = echo.latency_ms
+            self._converged_s = 0.0
+        if echo.far_playing and not echo.talking:
+            if echo.erle_db >= CONVERGED_ERLE_DB:
+                self._converged_s += seconds
+            elif not self.converged:
+                self._converged_s = 0.0
 
     def _listen(self, audio: Samples) -> tuple[Detection, ...]:
         if self._wake is None or len(audio) == 0:

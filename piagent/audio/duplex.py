@@ -82,6 +82,11 @@ class EchoControl:
         return self._detector.talking
 
     @property
+    def far_playing(self) -> bool:
+        """Whether what the speaker played may still be heard (the detector's far envelope)."""
+        return self._detector.far_playing
+
+    @property
     def latency_ms(self) -> float:
         """The speaker-to-mic latency the reference is aligned with now (ms)."""
         return self._reference.latency_samples * 1000 / RATE

@@ -91,6 +91,11 @@ class NearEndDetector:
         """The far end's level held through the reverb (dBFS)."""
         return self._far_env
 
+    @property
+    def far_playing(self) -> bool:
+        """Whether the far end (held through the reverb) is audible: its echo may be about."""
+        return self._far_env > self._far_active
+
     def threshold_dbfs(self) -> float:
         """The level a cleaned frame must exceed to count now (dBFS)."""
         if self._far_env <= self._far_active:
