@@ -2,11 +2,12 @@
 in ``piagent.appliance``, the I/O of one connection in ``piagent.conversation``.
 
 Owns: the ``Appliance`` and the one way events reach it (``_feed``, in order, also when a
-subscriber acts in turn); the commands' execution (a ``Conversation`` per connection, a probe
-that opens none, the held turn and the uplink's mode in ``TurnUplink``, the speaker's flush,
-timers on the event loop); handing every announcement (``piagent.announcements``) to every
-subscriber in order, none dropped (the journal's lines are one subscriber); and the figures
-``status`` shows.
+subscriber acts in turn); the button's ``Gestures``, fed the same way (their actions become
+appliance events, their timers run with the appliance's); the commands' execution (a
+``Conversation`` per connection, a probe that opens none, the held turn and the uplink's mode
+in ``TurnUplink``, the speaker's flush, timers on the event loop); handing every announcement
+(``piagent.announcements``) to every subscriber in order, none dropped (the journal's lines
+are one subscriber); and the figures ``status`` shows.
 
 Concurrency: everything runs on one event loop. ``run`` owns a ``TaskGroup`` with the playback
 watcher, each conversation and each probe. The control methods (``press``, ``say``, ``feed``
@@ -32,7 +33,7 @@ from piagent.announcements import (
     TurnLatency,
     log_announcement,
 )
-from piagent.appliance import Appliance, State
+from piagent.appliance import Appliance, State, gestures
 from piagent.appliance.commands import (
     CancelTimer,
     Command,
@@ -125,6 +126,7 @@ class AgentClient:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         booted: bool = True,
+        button: gestures.ButtonOptions | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._initiation = initiation
@@ -134,12 +136,13 @@ class AgentClient:
         self._tools = tools
         self._clock = clock
         self._appliance = Appliance(options.policy(), rng or random.Random())
+        self._gestures = gestures.Gestures(button)  # the button's gesture memory
         self._uplink = TurnUplink(options.hold_frames)
         self._conv: Conversation | None = None
         self._group: asyncio.TaskGroup | None = None
         self._connect_waiting = False  # Connect came before ``run``
-        self._timers: dict[Timer, tuple[float, asyncio.TimerHandle]] = {}
-        self._events: collections.deque[Event] = collections.deque()
+        self._timers: dict[Timer | gestures.GestureTimer, tuple[float, asyncio.TimerHandle]] = {}
+        self._events: collections.deque[Event | gestures.Input] = collections.deque()
         self._feeding = False
         self._playing = asyncio.Event()  # agent audio was queued: the watcher waits it out
         self._subscribers: list[Subscriber] = [log_announcement]
@@ -242,6 +245,11 @@ class AgentClient:
         """Mute the microphone: silence is sent instead of its audio."""
         self._feed(MuteRequested(self._clock(), muted))
 
+    def handle_button(self, event: gestures.Input) -> None:
+        """A raw edge of the push-to-talk button or a key (``gpio``, ``keyboard``), timed on
+        this client's clock: its gestures decide what it means (``appliance.gestures``)."""
+        self._feed(event)
+
     def set_mic_health(self, healthy: bool) -> None:
         """The microphone became healthy or unhealthy."""
         self._feed(MicHealth(self._clock(), healthy))
@@ -302,7 +310,7 @@ class AgentClient:
     # ------------------------------------------------------------------------------------------
     # Events in, commands out
 
-    def _feed(self, event: Event) -> None:
+    def _feed(self, event: Event | gestures.Input) -> None:
         """The one way into the appliance. An event fed while another is being handled (a
         subscriber acting in turn) waits for it, so that each is handled whole and in order."""
         self._events.append(event)
@@ -312,6 +320,9 @@ class AgentClient:
         try:
             while self._events:
                 event = self._events.popleft()
+                if isinstance(event, gestures.INPUTS):
+                    self._gesture(event)
+                    continue
                 if isinstance(event, ConnectionClosed):
                     self._closed(event.ending)
                 elif isinstance(event, AgentAudio):
@@ -320,6 +331,27 @@ class AgentClient:
                     self._execute(command)
         finally:
             self._feeding = False
+
+    def _gesture(self, event: gestures.Input) -> None:
+        """Run the button's gestures, judged against the appliance's state now; the controls
+        they use feed the appliance after this event, in order."""
+        status = gestures.Status(self.held, self.hands_free, self.muted)
+        for action in self._gestures.handle(event, status):
+            match action:
+                case gestures.Press():
+                    self.press()
+                case gestures.Release():
+                    self.release()
+                case gestures.SetHandsFree(on=on):
+                    self.set_hands_free(on)
+                case gestures.RequestHangUp():
+                    self.hang_up()
+                case gestures.SetMuted(muted=muted):
+                    self.set_muted(muted)
+                case gestures.StartGestureTimer(timer=timer, at=at):
+                    self._start_timer(timer, at)
+                case gestures.CancelGestureTimer(timer=timer):
+                    self._cancel_timer(timer)
 
     def _closed(self, ending: Ending) -> None:
         if self._conv is not None:
@@ -362,9 +394,7 @@ class AgentClient:
             case StartTimer(timer=timer, at=at):
                 self._start_timer(timer, at)
             case CancelTimer(timer=timer):
-                entry = self._timers.pop(timer, None)
-                if entry is not None:
-                    entry[1].cancel()
+                self._cancel_timer(timer)
             case TurnAnswered(turn=turn, reply_ms=reply_ms):
                 ping = conv.session.last_ping_ms if conv and conv.session else None
                 conversation_id = conv.conversation_id if conv else None
@@ -374,7 +404,10 @@ class AgentClient:
             case StateEntered(state=state):
                 logger.debug("state %s", state.value, extra=journal_fields(state=state.value))
                 self._announce(command)
-            case ConversationBegan() | ConversationEnded() | PlayEarcon():
+            case ConversationEnded(at=at):
+                self._announce(command)
+                self._feed(gestures.ConversationOver(at))  # a tap's pending hang-up is moot
+            case ConversationBegan() | PlayEarcon():
                 self._announce(command)
 
     def _announce(self, announcement: Announcement) -> None:
@@ -413,19 +446,26 @@ class AgentClient:
         ok = await probe_service(self._endpoint, limit=self._options.connect_timeout)
         self._feed(ProbeAnswered(self._clock(), ok))
 
-    def _start_timer(self, timer: Timer, at: float) -> None:
-        entry = self._timers.pop(timer, None)
-        if entry is not None:
-            entry[1].cancel()
+    def _start_timer(self, timer: Timer | gestures.GestureTimer, at: float) -> None:
+        self._cancel_timer(timer)
         loop = asyncio.get_running_loop()
         handle = loop.call_later(max(0.0, at - self._clock()), self._fire, timer)
         self._timers[timer] = (at, handle)
 
-    def _fire(self, timer: Timer) -> None:
+    def _cancel_timer(self, timer: Timer | gestures.GestureTimer) -> None:
+        entry = self._timers.pop(timer, None)
+        if entry is not None:
+            entry[1].cancel()
+
+    def _fire(self, timer: Timer | gestures.GestureTimer) -> None:
         entry = self._timers.pop(timer, None)
         if entry is not None:
             # Never earlier than it was asked for: the loop may round its deadline down.
-            self._feed(TimerFired(max(self._clock(), entry[0]), timer))
+            at = max(self._clock(), entry[0])
+            if isinstance(timer, Timer):
+                self._feed(TimerFired(at, timer))
+            else:
+                self._feed(gestures.GestureTimerFired(at, timer))
 
     # ------------------------------------------------------------------------------------------
     # The loop

@@ -1,41 +1,23 @@
 """The push-to-talk button and the status LEDs, over gpiozero.
 
-Owns :class:`PushToTalk` (one gpiozero ``Button``: debouncing, the hold/toggle/tap modes and
-the long-press and double-press gestures, turned into calls on :class:`Controls`, which
-``AgentClient`` satisfies), :class:`StatusLeds` (the state each LED kind shows, and voice
-activity shown as brightness while listening), :func:`follow` (the coroutine that keeps the
-LEDs in step with the client) and :func:`make_pin_factory` (``gpio.pin_factory``). Devices
-take a ``pin_factory``; nothing is opened at import time.
+Owns :class:`PushToTalk` (one gpiozero ``Button`` whose raw edges become timed ``Edge``
+events for the appliance's gesture recognizer, ``piagent.appliance.gestures``, which
+``AgentClient`` runs: debouncing, the hold/toggle/tap modes and the long-press and
+double-press gestures are decided there; the button remembers nothing),
+:func:`button_options` (``gpio.button`` as the recognizer's settings), :class:`StatusLeds`
+(the state each LED kind shows, and voice activity shown as brightness while listening),
+:func:`follow` (the coroutine that keeps the LEDs in step with the client) and
+:func:`make_pin_factory` (``gpio.pin_factory``). Devices take a ``pin_factory``; nothing is
+opened at import time.
 
 Threads: gpiozero calls ``when_pressed``/``when_released`` on a thread of its own (lgpio's
 callback thread on a Pi, the caller of ``drive_low()`` with mock pins). That callback does one
-thing, ``loop.call_soon_threadsafe(...)``, and tolerates a closed loop at shutdown; every other
-line here runs on the event loop, with no locks. The LEDs' blink, pulse and source threads and
-the button's hold thread are gpiozero's own; they only touch their own pins.
+thing: it stamps the edge with the runner's clock and hands it over with
+``loop.call_soon_threadsafe(...)``, tolerating a closed loop at shutdown; every other line here
+runs on the event loop, with no locks. The LEDs' blink, pulse and source threads and the
+button's hold thread are gpiozero's own; they only touch their own pins.
 
-Button semantics (every edge is debounced first: a level counts once it has been stable for
-``bounce_ms``; a glitch shorter than that is ignored):
-
-- ``hold``: ``press()`` on the press, ``release()`` on the release.
-- ``toggle``: a press calls ``press()``, the next one ``release()``; releases do nothing.
-- ``tap``: a press opens a hands-free conversation (``set_hands_free(True)``); the next press
-  hangs up (``hang_up()``). With double presses enabled that hang-up waits ``double_press_s``
-  so that a double press can still mute mid-conversation without ending it.
-- Long press (held ``long_press_s``, ``long_press_action: hangup``; toggle and tap modes
-  only, since in hold mode holding is talking): ``hang_up()``; the release that ends it does
-  nothing, so no half turn is left behind. In tap mode only a press that opened the
-  conversation can become a long press (the other one already hangs up).
-- Double press (the second press starts within ``double_press_s`` of the first,
-  ``double_press_action: mute``): the second press toggles mute (``set_muted(not muted)``)
-  and does nothing else; its release and its holding do nothing. The first press has already
-  acted (``press()`` is never delayed, so a barge-in stops the agent at once), so a double
-  press settles to "microphone closed, mute toggled": in hold mode the first press was a
-  short, empty turn; in toggle mode a turn the first press opened is ended with
-  ``release()``; in tap mode a conversation the first press opened is hung up again and a
-  hang-up it asked for is cancelled, leaving the conversation as it was. A long press is
-  never half of a double press, and a third press starts afresh.
-
-Imports nothing from piagent at run time but ``config`` and ``errors``.
+Imports nothing from piagent at run time but ``appliance.gestures``, ``config`` and ``errors``.
 """
 
 from __future__ import annotations
@@ -45,12 +27,14 @@ import contextlib
 import importlib
 import itertools
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from gpiozero import LED, PWMLED, RGBLED, Button
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
+from piagent.appliance.gestures import ButtonOptions, Edge, Input
 from piagent.config import (
     LED_STATES,
     ButtonConfig,
@@ -60,12 +44,11 @@ from piagent.config import (
 )
 from piagent.errors import ConfigError
 
-if TYPE_CHECKING:
-    from piagent.client import AgentClient
-
 logger = logging.getLogger(__name__)
 
 Factory: TypeAlias = Any  # a gpiozero pin factory (gpiozero has no type hints)
+# Where the button's and the keyboard's typed events go: ``AgentClient.handle_button``.
+ButtonSink: TypeAlias = Callable[[Input], None]
 
 # gpio.pin_factory -> (module, class) of the gpiozero factory, imported only when chosen.
 _FACTORIES: Final[Mapping[str, tuple[str, str]]] = {
@@ -112,31 +95,23 @@ def needs_pwm(config: LedConfig) -> bool:
     return config.kind in ("pwm", "rgb") and bool(config.pins)
 
 
-class Controls(Protocol):
-    """What the button drives: ``AgentClient`` satisfies it."""
-
-    def press(self) -> None: ...
-    def release(self) -> None: ...
-    def set_hands_free(self, on: bool) -> None: ...
-    def hang_up(self) -> None: ...
-    def set_muted(self, muted: bool) -> None: ...
-
-    @property
-    def muted(self) -> bool: ...
-    @property
-    def held(self) -> bool: ...
-    @property
-    def hands_free(self) -> bool: ...
-
-
-if TYPE_CHECKING:
-
-    def _client_is_controls(client: AgentClient) -> Controls:
-        return client  # mypy checks that AgentClient satisfies Controls
+def button_options(config: ButtonConfig) -> ButtonOptions:
+    """``gpio.button``'s gesture settings, as the appliance's recognizer takes them."""
+    return ButtonOptions(
+        mode=config.mode,
+        bounce_s=config.bounce_ms / 1000.0,
+        long_press_s=config.long_press_s,
+        double_press_s=config.double_press_s,
+        long_press=config.long_press_action == "hangup",
+        double_press=config.double_press_action == "mute",
+    )
 
 
 class PushToTalk:
-    """The push-to-talk button: debounced edges become ``Controls`` calls (module docstring).
+    """The push-to-talk button's pin: every raw edge becomes one ``Edge``, timed by ``clock``
+    (the runner's: ``AgentClient``'s is ``time.monotonic``) at the moment gpiozero reports
+    it, and handed to ``sink`` on the event loop. What the edges mean is the appliance's
+    business (``appliance.gestures``); nothing is remembered here.
 
     Create it on the event loop's thread (or pass ``loop``); ``close()`` releases the pin.
     """
@@ -144,44 +119,37 @@ class PushToTalk:
     def __init__(
         self,
         config: ButtonConfig,
-        controls: Controls,
+        sink: ButtonSink,
         *,
+        clock: Callable[[], float] = time.monotonic,
         pin_factory: Factory | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         if config.pin is None:
             raise ValueError("gpio.button.pin is null: there is no button to watch")
-        self._config = config
-        self._controls = controls
+        self._sink = sink
+        self._clock = clock
         self._loop = loop if loop is not None else asyncio.get_running_loop()
-        self._bounce_s = config.bounce_ms / 1000.0
-        # In hold mode holding is talking, for as long as the user speaks: a long press there
-        # is a long turn, never a hang-up (the idle timeout or ``ctl hangup`` end those).
-        self._long_press = config.long_press_action == "hangup" and config.mode != "hold"
-        self._double_press = config.double_press_action == "mute"
         self._closed = False
-        # Debouncing: the last level seen and the debounced one (a button held down at start
-        # counts only from its next press).
-        self._level = False
-        self._is_pressed = False
-        self._settle: asyncio.TimerHandle | None = None
-        # Gestures.
-        self._first_press_at: float | None = None  # loop time of a possible double's first
-        self._spent = False  # this press is used up (long press or double's second)
-        self._long_timer: asyncio.TimerHandle | None = None
-        self._hang_up_timer: asyncio.TimerHandle | None = None  # tap mode's deferred hang-up
-        # Whether a turn or a hands-free conversation is open is the client's to know (the
-        # appliance's ``held`` and ``hands_free``); the button keeps only its gestures' memory.
-        self._opened = False  # tap: the last press opened the conversation
         # pull_up: wired to ground, pressed when low; otherwise to 3V3, pressed when high.
-        # gpiozero's bounce_time is left unset: mock pins ignore it; ours works everywhere.
-        # Long presses are timed here, on the loop; a short hold_time only keeps gpiozero's
-        # hold thread (which waits hold_time while the button is down) from delaying close().
+        # gpiozero's bounce_time is left unset: mock pins ignore it; the recognizer's debounce
+        # works everywhere. Long presses are timed by the runner; a short hold_time only keeps
+        # gpiozero's hold thread (which waits hold_time while the button is down) from
+        # delaying close().
         self._button = Button(
             config.pin, pull_up=config.pull_up, hold_time=0.01, pin_factory=pin_factory
         )
         self._button.when_pressed = self._edge_pressed
         self._button.when_released = self._edge_released
+
+    def close(self) -> None:
+        """Stop watching the pin and release it; edges still in flight are dropped."""
+        if self._closed:
+            return
+        self._closed = True
+        self._button.when_pressed = None
+        self._button.when_released = None
+        self._button.close()
 
     # --- gpiozero's thread -------------------------------------------------------------------
 
@@ -191,145 +159,16 @@ class PushToTalk:
     def _edge_released(self) -> None:
         self._hand_over(False)
 
-    def _hand_over(self, level: bool) -> None:
+    def _hand_over(self, pressed: bool) -> None:
+        edge = Edge(self._clock(), pressed)
         with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
-            self._loop.call_soon_threadsafe(self._on_edge, level)
+            self._loop.call_soon_threadsafe(self._deliver, edge)
 
     # --- the event loop ----------------------------------------------------------------------
 
-    @property
-    def is_pressed(self) -> bool:
-        """The debounced state of the button."""
-        return self._is_pressed
-
-    @property
-    def is_talking(self) -> bool:
-        """Whether a turn is held open (hold/toggle) or a hands-free one (tap)."""
-        return self._controls.held or self._controls.hands_free
-
-    def conversation_ended(self) -> None:
-        """The client ended the conversation itself (idle time-out, error): a tap mode
-        hang-up still pending has nothing left to end."""
-        self._opened = False
-        self._cancel_hang_up()
-
-    def close(self) -> None:
-        """Stop watching the pin and release it; edges still in flight are ignored."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._settle is not None:
-            self._settle.cancel()
-        self._cancel_long_press()
-        self._cancel_hang_up()
-        self._button.when_pressed = None
-        self._button.when_released = None
-        self._button.close()
-
-    def _cancel_hang_up(self) -> None:
-        if self._hang_up_timer is not None:
-            self._hang_up_timer.cancel()
-            self._hang_up_timer = None
-
-    def _cancel_long_press(self) -> None:
-        if self._long_timer is not None:
-            self._long_timer.cancel()
-            self._long_timer = None
-
-    def _on_edge(self, level: bool) -> None:
-        """A raw edge: it counts once the level has been stable for ``bounce_ms``."""
-        if self._closed:
-            return
-        self._level = level
-        if self._settle is not None:
-            self._settle.cancel()
-            self._settle = None
-        if level == self._is_pressed:
-            return  # back where it was before bounce_ms passed: a glitch, ignored
-        if self._bounce_s <= 0:
-            self._settled()
-        else:
-            self._settle = self._loop.call_later(self._bounce_s, self._settled)
-
-    def _settled(self) -> None:
-        self._settle = None
-        self._is_pressed = self._level
-        logger.debug("button %s", "pressed" if self._is_pressed else "released")
-        if self._is_pressed:
-            self._on_press()
-        else:
-            self._on_release()
-
-    def _on_press(self) -> None:
-        now = self._loop.time()
-        first = self._first_press_at
-        if first is not None and now - first <= self._config.double_press_s:
-            self._first_press_at = None
-            self._spent = True
-            self._on_double_press()
-            return
-        self._first_press_at = now if self._double_press else None
-        self._spent = False
-        arm_long_press = self._long_press
-        match self._config.mode:
-            case "hold":
-                self._controls.press()  # at once: a barge-in must not wait
-            case "toggle":
-                if not self._controls.held:
-                    self._controls.press()
-                else:
-                    self._controls.release()
-            case "tap":
-                self._opened = not self._controls.hands_free
-                if self._opened:
-                    self._controls.set_hands_free(True)
-                else:
-                    arm_long_press = False  # this press hangs up already
-                    if self._double_press:  # wait: it may be the first of a double (mute)
-                        self._hang_up_timer = self._loop.call_later(
-                            self._config.double_press_s, self._deferred_hang_up
-                        )
-                    else:
-                        self._hang_up()
-        if arm_long_press:
-            self._long_timer = self._loop.call_later(self._config.long_press_s, self._on_held)
-
-    def _on_release(self) -> None:
-        self._cancel_long_press()
-        if self._spent:
-            self._spent = False
-            return  # the end of a long press or of a double press's second press
-        if self._config.mode == "hold" and self._controls.held:
-            self._controls.release()
-
-    def _on_held(self) -> None:
-        self._long_timer = None
-        logger.info("button: long press, hanging up")
-        self._spent = True
-        self._first_press_at = None  # a long press is never half of a double press
-        self._hang_up()
-
-    def _on_double_press(self) -> None:
-        self._cancel_long_press()
-        match self._config.mode:
-            case "toggle" if self._controls.held:
-                self._controls.release()
-            case "tap" if self._hang_up_timer is not None:
-                self._cancel_hang_up()  # mute mid-conversation without ending it
-            case "tap" if self._opened:
-                self._hang_up()  # undo the open of the first press
-        muted = not self._controls.muted
-        logger.info("button: double press, %s", "muting" if muted else "unmuting")
-        self._controls.set_muted(muted)
-
-    def _deferred_hang_up(self) -> None:
-        self._hang_up_timer = None
-        self._hang_up()
-
-    def _hang_up(self) -> None:
-        self._cancel_hang_up()
-        self._opened = False
-        self._controls.hang_up()
+    def _deliver(self, edge: Edge) -> None:
+        if not self._closed:  # an edge queued before close() runs after it: dropped
+            self._sink(edge)
 
 
 def _wave(mode: str, brightness: float, period_s: float) -> tuple[Iterator[float], float]:

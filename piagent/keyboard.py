@@ -1,9 +1,12 @@
 """Keyboard push-to-talk for development: the terminal's keys act as the button.
 
 Owns :class:`KeyboardPushToTalk`: with ``gpio.keyboard: true`` and a terminal on standard
-input, space or enter toggles talking (``press()``, then ``release()``: a terminal reports no
-key-up, so this toggles whatever ``gpio.button.mode`` says), ``m`` toggles mute and ``h``
-hangs up. Every other key, ``q`` included, is ignored: the daemon stops on signals, not keys.
+input, each key that means something becomes one timed ``KeyPressed`` for the appliance's
+gesture recognizer (``piagent.appliance.gestures``, run by ``AgentClient``), which decides
+what it does: space or enter is ``Key.TALK`` (a turn opened, or the open one ended: a terminal
+reports no key-up, so this toggles whatever ``gpio.button.mode`` says), ``m`` is ``Key.MUTE``
+(mute toggled) and ``h`` is ``Key.HANG_UP``. Every other key, ``q`` included, is ignored: the
+daemon stops on signals, not keys. Nothing about talking or muting is remembered here.
 
 The terminal is put in cbreak mode (keys arrive one at a time, unechoed; Ctrl-C still sends
 SIGINT) while the keyboard is open, and its previous mode is restored by ``close()``, which
@@ -11,7 +14,7 @@ the context manager and :meth:`KeyboardPushToTalk.run` call on every way out: a 
 an exception, or the cancellation the service's SIGINT/SIGTERM handlers cause.
 
 Threads: none. Keys are read with ``loop.add_reader`` on the event loop. Imports nothing from
-piagent but ``gpio`` (for the ``Controls`` protocol).
+piagent but ``appliance.gestures`` (the typed keys) and ``gpio`` (``ButtonSink``).
 """
 
 from __future__ import annotations
@@ -20,22 +23,29 @@ import asyncio
 import logging
 import os
 import termios
+import time
 import tty
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final, Self
 
-from piagent.gpio import Controls
+from piagent.appliance.gestures import Key, KeyPressed
+from piagent.gpio import ButtonSink
 
 logger = logging.getLogger(__name__)
 
-TALK_KEYS: Final = frozenset(b" \r\n")  # space and enter (CR; NL when ICRNL maps it)
-MUTE_KEYS: Final = frozenset(b"mM")
-HANG_UP_KEYS: Final = frozenset(b"hH")
+# Each byte that means something, and what: space and enter (CR; NL when ICRNL maps it) talk.
+KEYS: Final[Mapping[int, Key]] = {
+    **dict.fromkeys(b" \r\n", Key.TALK),
+    **dict.fromkeys(b"mM", Key.MUTE),
+    **dict.fromkeys(b"hH", Key.HANG_UP),
+}
 _ESC: Final = 0x1B
 
 
 class KeyboardPushToTalk:
-    """Keys read from the terminal ``fd`` (standard input's, usually) drive ``controls``.
+    """Keys read from the terminal ``fd`` (standard input's, usually) go to ``sink`` as
+    ``KeyPressed``, timed by ``clock`` (the runner's: ``AgentClient``'s is ``time.monotonic``).
 
     ``open()`` (or ``with``, or ``await run()``) starts reading; ``close()`` stops and
     restores the terminal. Input that is not a terminal is left alone: nothing is read.
@@ -43,21 +53,18 @@ class KeyboardPushToTalk:
 
     def __init__(
         self,
-        controls: Controls,
+        sink: ButtonSink,
         fd: int,
         *,
+        clock: Callable[[], float] = time.monotonic,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        self._controls = controls
+        self._sink = sink
+        self._clock = clock
         self._fd = fd
         self._loop = loop
         self._saved: list[Any] | None = None  # the terminal's mode before cbreak
         self._reading = False
-
-    @property
-    def is_talking(self) -> bool:
-        """Whether a turn is open (the client knows; the keyboard keeps no copy)."""
-        return self._controls.held
 
     @property
     def is_open(self) -> bool:
@@ -129,18 +136,7 @@ class KeyboardPushToTalk:
                 break  # an escape sequence (arrow or function key): ignore the rest of it
             self._on_key(byte)
 
-    def _on_key(self, key: int) -> None:
-        if key in TALK_KEYS:
-            talking = not self._controls.held
-            logger.info("keyboard: %s", "talking" if talking else "turn ended")
-            if talking:
-                self._controls.press()
-            else:
-                self._controls.release()
-        elif key in MUTE_KEYS:
-            muted = not self._controls.muted
-            logger.info("keyboard: %s", "muted" if muted else "unmuted")
-            self._controls.set_muted(muted)
-        elif key in HANG_UP_KEYS:
-            logger.info("keyboard: hang up")
-            self._controls.hang_up()
+    def _on_key(self, byte: int) -> None:
+        key = KEYS.get(byte)
+        if key is not None:
+            self._sink(KeyPressed(self._clock(), key))

@@ -29,7 +29,7 @@ from typing import Any
 from gpiozero.exc import GPIOZeroError
 
 from piagent.appliance import State
-from piagent.appliance.commands import ConversationEnded, PlayEarcon, StateEntered
+from piagent.appliance.commands import PlayEarcon, StateEntered
 from piagent.assembly import Audio, build_audio, build_tools, rate_or
 from piagent.audio.earcons import EarconKind
 from piagent.audio.filtercache import FilterCache, cache_dir, prepare_filters, rate_pairs
@@ -45,7 +45,14 @@ from piagent.config import Config, load_config, resolve_api_key
 from piagent.control import ControlServer, FeedbackScore
 from piagent.conversation import VadLevel
 from piagent.errors import ConfigError, PiagentError
-from piagent.gpio import PushToTalk, StatusLeds, follow, make_pin_factory, needs_pwm
+from piagent.gpio import (
+    PushToTalk,
+    StatusLeds,
+    button_options,
+    follow,
+    make_pin_factory,
+    needs_pwm,
+)
 from piagent.keyboard import KeyboardPushToTalk
 from piagent.logs import register_secret
 from piagent.status import describe
@@ -97,6 +104,7 @@ class Daemon:
             sink=self.playback,
             tools=build_tools(config, self),
             booted=False,
+            button=button_options(config.gpio.button),  # the button's gestures run in the client
         )
         self.client.subscribe(self._on_announcement)
         # A microphone unhealthy for longer than the appliance's grace shows as "error" (when
@@ -137,7 +145,9 @@ class Daemon:
         button = None
         if config.gpio.button.pin is not None:
             try:
-                button = PushToTalk(config.gpio.button, self.controls, pin_factory=factory)
+                button = PushToTalk(
+                    config.gpio.button, self.client.handle_button, pin_factory=factory
+                )
             except BaseException:
                 leds.close()
                 raise
@@ -152,7 +162,7 @@ class Daemon:
         return self.client.state.value
 
     def _on_announcement(self, announcement: Announcement) -> None:
-        """The daemon's subscribers: LEDs, sd_notify STATUS, earcons, the button."""
+        """The daemon's subscribers: LEDs, sd_notify STATUS, earcons."""
         match announcement:
             case StateEntered(detail=detail):
                 self._detail = detail
@@ -160,9 +170,6 @@ class Daemon:
                 self._notifier.status(self._status_line())
             case PlayEarcon(kind=kind):
                 self.earcon(kind)
-            case ConversationEnded():
-                if self.button is not None:
-                    self.button.conversation_ended()
             case VadLevel():
                 self._leds_changed.set()
             case _:
@@ -347,7 +354,7 @@ class Daemon:
 
     async def _run_keyboard(self) -> None:
         fd = self._keyboard_fd if self._keyboard_fd is not None else sys.stdin.fileno()
-        await KeyboardPushToTalk(self.controls, fd).run()
+        await KeyboardPushToTalk(self.client.handle_button, fd).run()
 
     async def _reload_on_request(self) -> None:
         while True:

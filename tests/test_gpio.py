@@ -1,18 +1,22 @@
-"""PushToTalk and StatusLeds over gpiozero's MockFactory, on a real event loop in real time.
+"""PushToTalk and StatusLeds over gpiozero's MockFactory, on a real event loop.
 
 The button is driven through its mock pin (``drive_low``/``drive_high``), from the loop's
-thread or from another thread as lgpio would; what it does is seen through a recording
-``Controls`` that behaves like the client (held, hands-free, muted), so each test asserts the
-calls in order and the state they leave. Times are short: 5 ms debounce, 0.2 s long press,
-0.15 s double press.
+thread or from another thread as lgpio would. ``PushToTalk`` only hands each raw edge to the
+event loop, timed: the tests check that every edge arrives there, in order, and nothing after
+close; what the edges mean (debouncing, modes, long and double presses) is the appliance's, on
+a fake clock in tests/appliance/test_gestures.py. A few gestures go end to end here, through
+real pins into a real ``AgentClient`` (not running: a press opens no socket), checking the
+state they leave; they wait for that state rather than for fixed times.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
@@ -21,6 +25,11 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin
 from gpiozero.threads import GPIOThread
 
+from piagent.announcements import Announcement
+from piagent.appliance import State
+from piagent.appliance.commands import PlayEarcon
+from piagent.appliance.gestures import ButtonOptions, Edge, Input
+from piagent.client import AgentClient, ClientOptions
 from piagent.config import (
     DEFAULT_LED_PATTERNS,
     LED_STATES,
@@ -30,50 +39,43 @@ from piagent.config import (
     LedPattern,
 )
 from piagent.errors import ConfigError
-from piagent.gpio import PushToTalk, StatusLeds, follow, make_pin_factory, needs_pwm
+from piagent.gpio import (
+    ButtonSink,
+    PushToTalk,
+    StatusLeds,
+    button_options,
+    follow,
+    make_pin_factory,
+    needs_pwm,
+)
+from piagent.protocol.messages import ConversationInitiationClientData
+from piagent.transport import Endpoint
+from tests.fakes import PacedSink
 
 PIN = 17
-BOUNCE_MS = 5
-SETTLE = 0.025  # a wait long enough for an edge to pass the debounce
-LONG = 0.2
-DOUBLE = 0.15
-GAP = DOUBLE + 0.02  # a pause that ends any double-press window
-HELD = LONG + 0.08  # long enough to make a long press
 
 
-class RecordingControls:
-    """A ``Controls`` that keeps what the client would: the calls, and the state they leave."""
+class Recorder:
+    """A sink for the button's and the keyboard's typed events: what arrived, on which thread,
+    in order; ``then`` gets each one too (the client, end to end)."""
 
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.times: list[float] = []  # time.monotonic() of each call (the loop's clock)
-        self.held = False
-        self.hands_free = False
-        self.muted = False
+    def __init__(self, then: ButtonSink | None = None) -> None:
+        self.events: list[Input] = []
+        self.threads: set[int] = set()
+        self._arrived: asyncio.Queue[Input] = asyncio.Queue()
+        self._then = then
 
-    def _record(self, call: str) -> None:
-        self.calls.append(call)
-        self.times.append(time.monotonic())
+    def __call__(self, event: Input) -> None:
+        self.events.append(event)
+        self.threads.add(threading.get_ident())
+        self._arrived.put_nowait(event)
+        if self._then is not None:
+            self._then(event)
 
-    def press(self) -> None:
-        self._record("press")
-        self.held = True
-
-    def release(self) -> None:
-        self._record("release")
-        self.held = False
-
-    def set_hands_free(self, on: bool) -> None:
-        self._record(f"hands_free {'on' if on else 'off'}")
-        self.hands_free = on
-
-    def hang_up(self) -> None:
-        self._record("hang_up")
-        self.held = self.hands_free = False
-
-    def set_muted(self, muted: bool) -> None:
-        self._record("mute" if muted else "unmute")
-        self.muted = muted
+    async def next(self, within: float = 2.0) -> Input:
+        """The next event to arrive (waiting for it, not for a fixed time)."""
+        async with asyncio.timeout(within):
+            return await self._arrived.get()
 
 
 def gpiozero_threads() -> list[threading.Thread]:
@@ -119,337 +121,195 @@ def make_leds() -> Iterator[MakeLeds]:
 
 
 def button_config(**changes: Any) -> ButtonConfig:
-    base = ButtonConfig(
-        pin=PIN, bounce_ms=BOUNCE_MS, long_press_s=LONG, double_press_s=DOUBLE, mode="hold"
-    )
+    base = ButtonConfig(pin=PIN, bounce_ms=5, long_press_s=0.05, double_press_s=0.4, mode="hold")
     return replace(base, **changes)
 
 
-Script = Callable[[MockPin, PushToTalk, RecordingControls], Awaitable[None]]
-
-
-def run_button(factory: MockFactory, config: ButtonConfig, script: Script) -> RecordingControls:
-    """Run ``script`` against a PushToTalk on a fresh event loop; the controls it drove."""
-    controls = RecordingControls()
-
-    async def main() -> None:
-        button = PushToTalk(config, controls, pin_factory=factory)
-        try:
-            await script(factory.pin(PIN), button, controls)
-        finally:
-            button.close()
-
-    asyncio.run(main())
-    return controls
-
-
-async def down(pin: MockPin, wait: float = SETTLE) -> None:
-    pin.drive_low()
-    await asyncio.sleep(wait)
-
-
-async def up(pin: MockPin, wait: float = SETTLE) -> None:
-    pin.drive_high()
-    await asyncio.sleep(wait)
-
-
-async def click(pin: MockPin) -> None:
-    await down(pin)
-    await up(pin)
-
-
-# --- hold ---------------------------------------------------------------------------------
-
-
-def test_hold_presses_while_held_and_releases(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        assert not button.is_pressed
-        edge = time.monotonic()
-        await down(pin)
-        # press() comes on the debounced edge, not after the double-press window
-        assert c.calls == ["press"] and c.held and button.is_pressed and button.is_talking
-        assert c.times[0] - edge < DOUBLE / 2
-        await up(pin)
-        assert c.calls == ["press", "release"] and not c.held and not button.is_pressed
-
-    run_button(factory, button_config(), script)
-
-
-def test_hold_mode_a_long_hold_is_a_long_turn_not_a_hang_up(factory: MockFactory) -> None:
-    # Holding is talking: a user speaking for longer than long_press_s is not hung up on.
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        await down(pin, HELD)
-        assert c.calls == ["press"] and c.held
-        await up(pin)
-        assert c.calls == ["press", "release"]
-
-    run_button(factory, button_config(), script)
-
-
-def test_hold_long_press_disabled_is_a_long_turn(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        await down(pin, HELD)
-        assert c.calls == ["press"] and c.held
-        await up(pin)
-
-    c = run_button(factory, button_config(long_press_action="none"), script)
-    assert c.calls == ["press", "release"] and not c.held
-
-
-def test_hold_double_press_toggles_mute_and_leaves_the_mic_closed(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        await click(pin)
-        await down(pin)
-        assert c.calls == ["press", "release", "mute"] and c.muted and not c.held
-        await asyncio.sleep(LONG)  # the second press never becomes a long press
-        await up(pin, GAP)
-        assert c.calls == ["press", "release", "mute"]
-        await click(pin)  # a fresh press after the window: a turn again
-        await click(pin)  # ... and a second double press unmutes
-        assert c.calls[3:] == ["press", "release", "unmute"] and not c.muted
-
-    run_button(factory, button_config(), script)
-
-
-def test_hold_double_press_disabled_is_two_turns(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        await click(pin)
-        await click(pin)
-
-    c = run_button(factory, button_config(double_press_action="none"), script)
-    assert c.calls == ["press", "release", "press", "release"] and not c.muted
-
-
-def test_triple_press_is_a_double_then_a_fresh_press(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        for _ in range(3):
-            await click(pin)
-
-    c = run_button(factory, button_config(), script)
-    assert c.calls == ["press", "release", "mute", "press", "release"]
-
-
-# --- toggle -------------------------------------------------------------------------------
-
-
-def test_toggle_press_starts_next_press_ends(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        await click(pin)
-        assert c.calls == ["press"] and c.held and button.is_talking  # release: nothing
-        await asyncio.sleep(GAP)
-        await down(pin)
-        assert c.calls == ["press", "release"] and not c.held
-        await up(pin)
-
-    c = run_button(factory, button_config(mode="toggle"), script)
-    assert c.calls == ["press", "release"]
-
-
-def test_toggle_double_press_from_idle_settles_closed(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        await click(pin)
-        await click(pin)
-        assert not button.is_talking
-
-    c = run_button(factory, button_config(mode="toggle"), script)
-    assert c.calls == ["press", "release", "mute"] and not c.held and c.muted
-
-
-def test_toggle_double_press_while_talking_settles_closed(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        await click(pin)
-        await asyncio.sleep(GAP)
-        await click(pin)  # ends the turn ...
-        await click(pin)  # ... and this makes it a double press: mute, still closed
-        await asyncio.sleep(GAP)
-        await click(pin)  # the next press opens a turn again
-
-    c = run_button(factory, button_config(mode="toggle"), script)
-    assert c.calls == ["press", "release", "mute", "press"] and c.held and c.muted
-
-
-def test_toggle_long_press_hangs_up(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        await down(pin, HELD)
-        await up(pin, GAP)
-        assert c.calls == ["press", "hang_up"] and not button.is_talking
-        await click(pin)
-
-    c = run_button(factory, button_config(mode="toggle"), script)
-    assert c.calls == ["press", "hang_up", "press"] and c.held
-
-
-# --- tap ----------------------------------------------------------------------------------
-
-
-def test_tap_opens_hands_free_and_next_press_hangs_up(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        await click(pin)
-        assert c.calls == ["hands_free on"] and c.hands_free and button.is_talking
-        await asyncio.sleep(GAP)
-        await down(pin)
-        assert c.calls == ["hands_free on"]  # the hang-up waits for the double-press window
-        await asyncio.sleep(DOUBLE)
-        assert c.calls == ["hands_free on", "hang_up"] and not c.hands_free
-        await up(pin)
-
-    run_button(factory, button_config(mode="tap"), script)
-
-
-def test_tap_hang_up_is_immediate_without_double_press(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        await click(pin)
-        await click(pin)
-
-    c = run_button(factory, button_config(mode="tap", double_press_action="none"), script)
-    assert c.calls == ["hands_free on", "hang_up"]
-
-
-def test_tap_double_press_mutes_mid_conversation(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        await click(pin)
-        await asyncio.sleep(GAP)
-        await click(pin)
-        await click(pin)
-        await asyncio.sleep(GAP)  # the cancelled hang-up stays cancelled
-        assert button.is_talking
-
-    c = run_button(factory, button_config(mode="tap"), script)
-    assert c.calls == ["hands_free on", "mute"] and c.hands_free and c.muted
-
-
-def test_tap_double_press_from_idle_leaves_no_conversation(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        await click(pin)
-        await click(pin)
-        assert not button.is_talking
-
-    c = run_button(factory, button_config(mode="tap"), script)
-    assert c.calls == ["hands_free on", "hang_up", "mute"] and not c.hands_free and c.muted
-
-
-def test_tap_long_press_on_opening_hangs_up_once(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        await down(pin, HELD)
-        await up(pin)
-        assert c.calls == ["hands_free on", "hang_up"]
-        await asyncio.sleep(GAP)
-        await down(pin, HELD)  # opens again; the long press hangs up again
-        await up(pin, GAP)
-
-    c = run_button(factory, button_config(mode="tap"), script)
-    assert c.calls == ["hands_free on", "hang_up"] * 2
-
-
-def test_conversation_ended_lets_the_next_press_open(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        await click(pin)
-        c.hang_up()  # the client hung up by itself (idle time-out) ...
-        button.conversation_ended()  # ... and the service says so
-        await asyncio.sleep(GAP)
-        await click(pin)
-
-    c = run_button(factory, button_config(mode="tap"), script)
-    assert c.calls == ["hands_free on", "hang_up", "hands_free on"] and c.hands_free
-
-
-# --- debouncing, wiring, threads ----------------------------------------------------------
-
-
-def bounce(pin: MockPin, final_low: bool, edges: int = 6) -> None:
-    """A bouncing contact: alternating edges about 1 ms apart, ending at ``final_low``."""
+def ticks() -> Callable[[], float]:
+    """A clock that reads 100, 101, 102 ...: which edge got which time shows."""
+    counter = itertools.count(100)
+    return lambda: float(next(counter))
+
+
+def bounce(pin: MockPin, final_low: bool, edges: int = 7) -> None:
+    """A bouncing contact: ``edges`` alternating edges at once, ending low when
+    ``final_low`` (pressed, with the pull-up) or high."""
     for i in reversed(range(edges)):  # i == 0 is the last edge
         if (i % 2 == 0) == final_low:
             pin.drive_low()
         else:
             pin.drive_high()
-        time.sleep(0.001)
 
 
-def test_bouncing_contact_makes_one_press_and_one_release(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        # from another thread, as lgpio calls back on its own thread
-        await asyncio.to_thread(bounce, pin, True)
-        assert pin.state is False and len(pin.states) > 6
-        await asyncio.sleep(SETTLE)
-        assert c.calls == ["press"]
-        await asyncio.to_thread(bounce, pin, False)
-        await asyncio.sleep(SETTLE)
-        assert c.calls == ["press", "release"]
-
-    c = run_button(factory, button_config(double_press_action="none"), script)
-    assert c.calls == ["press", "release"]
+# --- the button: edges in, nothing remembered ----------------------------------------------
 
 
-def test_glitch_shorter_than_bounce_is_ignored(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        pin.drive_low()
-        pin.drive_high()  # within the same loop turn: far shorter than 10 ms
-        await asyncio.sleep(SETTLE)
-        assert c.calls == [] and not button.is_pressed
-        await down(pin)
-        pin.drive_high()  # a glitch while held: no release
-        pin.drive_low()
-        await asyncio.sleep(SETTLE)
-        assert c.calls == ["press"] and button.is_pressed
-        await up(pin)
+def test_every_edge_reaches_the_loop_in_order_timed_when_it_happened(
+    factory: MockFactory,
+) -> None:
+    async def main() -> None:
+        recorder = Recorder()
+        button = PushToTalk(button_config(), recorder, clock=ticks(), pin_factory=factory)
+        pin = factory.pin(PIN)
+        try:
+            # from another thread, as lgpio calls back on its own; no debouncing here
+            await asyncio.to_thread(bounce, pin, True, 5)
+            edges = [await recorder.next() for _ in range(5)]
+        finally:
+            button.close()
+        assert edges == [Edge(100.0 + i, i % 2 == 0) for i in range(5)]
+        assert recorder.threads == {threading.get_ident()}  # handed over to the loop's thread
 
-    c = run_button(factory, button_config(), script)
-    assert c.calls == ["press", "release"]
-
-
-def test_zero_bounce_acts_on_each_edge(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
-        await down(pin, 0.005)
-        await up(pin, 0.005)
-
-    c = run_button(factory, button_config(bounce_ms=0, double_press_action="none"), script)
-    assert c.calls == ["press", "release"]
+    asyncio.run(main())
 
 
 def test_active_high_wiring_without_pull_up(factory: MockFactory) -> None:
-    async def script(pin: MockPin, button: PushToTalk, c: RecordingControls) -> None:
+    async def main() -> None:
+        recorder = Recorder()
+        button = PushToTalk(
+            button_config(pull_up=False), recorder, clock=ticks(), pin_factory=factory
+        )
+        pin = factory.pin(PIN)
         assert pin.state is False  # pulled down
         pin.drive_high()
-        await asyncio.sleep(SETTLE)
-        assert c.calls == ["press"] and button.is_pressed
+        assert await recorder.next() == Edge(100.0, True)
         pin.drive_low()
-        await asyncio.sleep(SETTLE)
+        assert await recorder.next() == Edge(101.0, False)
+        button.close()
 
-    c = run_button(factory, button_config(pull_up=False), script)
-    assert c.calls == ["press", "release"]
+    asyncio.run(main())
 
 
 def test_edges_after_close_and_after_the_loop_closed_are_ignored(factory: MockFactory) -> None:
-    controls = RecordingControls()
+    events: list[Input] = []
     buttons: list[PushToTalk] = []
 
-    async def main() -> None:
-        buttons.append(PushToTalk(button_config(), controls, pin_factory=factory))
+    async def opened() -> None:
+        buttons.append(PushToTalk(button_config(), events.append, pin_factory=factory))
 
-    asyncio.run(main())
+    asyncio.run(opened())
     pin = factory.pin(PIN)
     pin.drive_low()  # the callback meets a closed loop: no error
     pin.drive_high()
     buttons[0].close()
     buttons[0].close()
-    assert controls.calls == []
+    assert events == []
 
-    async def after_close() -> None:
-        button = PushToTalk(button_config(), controls, pin_factory=factory)
-        button.close()
-        button._on_edge(True)  # an edge queued before close() runs after it
-        await asyncio.sleep(SETTLE)
+    async def closed_in_flight() -> None:
+        button = PushToTalk(button_config(), events.append, pin_factory=factory)
+        factory.pin(PIN).drive_low()  # handed over to the loop ...
+        button.close()  # ... which runs it after close(): dropped
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
 
-    asyncio.run(after_close())
-    assert controls.calls == []
+    asyncio.run(closed_in_flight())
+    assert events == []
 
 
 def test_button_needs_a_pin(factory: MockFactory) -> None:
     loop = asyncio.new_event_loop()
     with pytest.raises(ValueError, match=r"gpio\.button\.pin"):
-        PushToTalk(button_config(pin=None), RecordingControls(), loop=loop)
+        PushToTalk(button_config(pin=None), Recorder(), loop=loop)
     loop.close()
+
+
+def test_button_options_come_from_the_config() -> None:
+    options = button_options(button_config(mode="tap", bounce_ms=30))
+    assert (options.mode, options.bounce_s, options.long_press_s) == ("tap", 0.03, 0.05)
+    assert (options.double_press_s, options.long_press, options.double_press) == (0.4, True, True)
+    off = button_options(button_config(long_press_action="none", double_press_action="none"))
+    assert not off.long_press and not off.double_press
+
+
+# --- end to end: real pins, the client's gestures ------------------------------------------
+
+
+class Wired:
+    """A button's pin wired to a client; the earcons the client asked for."""
+
+    def __init__(self, pin: MockPin, client: AgentClient) -> None:
+        self.pin = pin
+        self.client = client
+        self.earcons: list[str] = []
+        self._changed = asyncio.Event()
+        client.subscribe(self._heard)
+
+    def _heard(self, announcement: Announcement) -> None:
+        if isinstance(announcement, PlayEarcon):
+            self.earcons.append(announcement.kind)
+        self._changed.set()
+
+    async def until(self, predicate: Callable[[], bool], within: float = 2.0) -> None:
+        """Wait until the client's announcements leave ``predicate`` true (its timers run
+        in real time), not for a fixed time."""
+        async with asyncio.timeout(within):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+def idle_client(button: ButtonOptions | None = None) -> AgentClient:
+    """A real client that is never run: a press opens no socket (call on the loop)."""
+    return AgentClient(
+        Endpoint("demo", "ws://127.0.0.1:9", "http://127.0.0.1:9"),
+        ConversationInitiationClientData(),
+        ClientOptions(),
+        source_rate=16000,
+        sink=PacedSink(16000),
+        button=button,
+    )
+
+
+@asynccontextmanager
+async def wired(factory: MockFactory, **button: Any) -> AsyncIterator[Wired]:
+    """A ``PushToTalk`` feeding a real ``AgentClient`` (never run: no socket is opened)."""
+    config = button_config(**button)
+    client = idle_client(button_options(config))
+    push_to_talk = PushToTalk(config, client.handle_button, pin_factory=factory)
+    try:
+        yield Wired(factory.pin(PIN), client)
+    finally:
+        push_to_talk.close()
+
+
+def test_a_bouncing_hold_is_one_turn(factory: MockFactory) -> None:
+    async def main() -> None:
+        async with wired(factory) as w:
+            await asyncio.to_thread(bounce, w.pin, True)
+            await w.until(lambda: w.client.held)
+            await asyncio.to_thread(bounce, w.pin, False)
+            await w.until(lambda: not w.client.held)
+            assert w.earcons == ["press", "release"]  # one press, one release
+
+    asyncio.run(main())
+
+
+def test_a_long_press_in_toggle_mode_hangs_up(factory: MockFactory) -> None:
+    async def main() -> None:
+        async with wired(factory, mode="toggle") as w:
+            w.pin.drive_low()
+            await w.until(lambda: w.client.held)
+            await w.until(lambda: not w.client.held)  # held long_press_s: hung up
+            assert w.client.state is State.READY
+            w.pin.drive_high()
+
+    asyncio.run(main())
+
+
+def test_a_double_press_in_tap_mode_mutes_and_leaves_no_conversation(
+    factory: MockFactory,
+) -> None:
+    async def main() -> None:
+        async with wired(factory, mode="tap", bounce_ms=0) as w:
+            w.pin.drive_low()
+            await w.until(lambda: w.client.hands_free)
+            w.pin.drive_high()
+            w.pin.drive_low()
+            await w.until(lambda: w.client.muted)
+            assert not w.client.hands_free and w.client.state is State.MUTED
+            w.pin.drive_high()
+
+    asyncio.run(main())
 
 
 # --- LEDs ---------------------------------------------------------------------------------
@@ -714,18 +574,19 @@ def test_make_pin_factory_mock_with_leds_and_button(make_leds: MakeLeds) -> None
     """One factory serves the button and PWM LEDs, as the service will use it."""
     mock = make_pin_factory("mock", pwm=True)
     leds = make_leds(led_config("rgb", RGB_PINS), mock)
-    controls = RecordingControls()
+    arrived: list[Input] = []
 
     async def main() -> None:
-        button = PushToTalk(button_config(), controls, pin_factory=mock)
+        recorder = Recorder()
+        button = PushToTalk(button_config(), recorder, pin_factory=mock)
         await asyncio.to_thread(mock.pin(PIN).drive_low)
-        await asyncio.sleep(SETTLE)
+        arrived.append(await recorder.next())
         button.close()
 
     asyncio.run(main())
     leds.close()
     mock.reset()
-    assert controls.calls == ["press"]
+    assert [edge.pressed for edge in arrived if isinstance(edge, Edge)] == [True]
 
 
 @pytest.mark.parametrize("name", ["lgpio", "rpigpio", "pigpio", "native"])
