@@ -2,8 +2,9 @@
 
 ``table`` holds the states and their one transition table, ``events`` the typed inputs,
 ``commands`` the typed outputs and announcements, ``options`` the settings and the backoff,
-``machine`` the ``Appliance`` that turns the one into the other. Nothing here does I/O or reads
-a clock; ``piagent.client`` and ``piagent.service`` run the commands and feed the events.
+``machine`` the ``Appliance`` that turns the one into the other; ``gestures`` reads the
+push-to-talk button's edges and keys into the controls that drive it. Nothing here does I/O or
+reads a clock; ``piagent.client`` and ``piagent.service`` run the commands and feed the events.
 """
 
 from piagent.appliance.machine import Appliance, Link
