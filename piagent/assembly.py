@@ -11,12 +11,11 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from piagent.audio.devices import DeviceError, Microphone, Speaker
 from piagent.audio.playback import Playback, VolumeStore
-from piagent.audio.wavio import WavEchoPath, WavMicrophone, WavSpeaker, read_wav
+from piagent.audio.wavio import WavEchoPath, WavMicrophone, WavSpeaker
 from piagent.config import Config, EchoPathConfig
 from piagent.tools import CommandTool, PythonTool, ToolRegistry
 
@@ -57,13 +56,10 @@ def build_audio(config: Config) -> Audio:
     store = VolumeStore()
     if audio.backend == "wav":
         assert audio.input.file is not None and audio.output.file is not None  # config checks
-        echo = _echo_path(audio.input.echo, audio.input.file)
         wav_mic = WavMicrophone(
-            audio.input.file,
-            chunk_ms=audio.input.chunk_ms,
-            gain_db=audio.input.gain_db,
-            echo=echo,
+            audio.input.file, chunk_ms=audio.input.chunk_ms, gain_db=audio.input.gain_db
         )
+        wav_mic.echo = echo = _echo_path(audio.input.echo, wav_mic.rate)
         rate = audio.output.rate or 48000
         playback = Playback(
             rate, jitter_ms=audio.output.jitter_ms, volume=audio.output.volume, store=store
@@ -113,12 +109,11 @@ def build_audio(config: Config) -> Audio:
     )
 
 
-def _echo_path(echo: EchoPathConfig | None, mic_file: Path) -> WavEchoPath | None:
+def _echo_path(echo: EchoPathConfig | None, rate: int) -> WavEchoPath | None:
     """``audio.input.echo``: the simulated room between the WAV speaker and microphone, at the
-    microphone file's rate."""
+    microphone file's ``rate``."""
     if echo is None:
         return None
-    _, rate = read_wav(mic_file)
     return WavEchoPath(
         rate,
         delay_ms=echo.delay_ms,

@@ -63,10 +63,15 @@ def test_nothing_is_compiled_on_the_device(rig: Rig) -> None:
     else:
         assert installed == [], f"{installed} installed"
         assert rig.run("command -v gcc", check=False).returncode != 0
-    # No extension module in the venv: everything native is Debian's (on bookworm, pip's
-    # websockets wheel carries its optional speedups, built by its authors, not here).
-    native = rig.out("find /opt/piagent/venv -name '*.so' | grep -v /websockets/ | head")
+    # No extension module in the venv but what prebuilt wheels carry: everything else native
+    # is Debian's. The wheels' own: websockets' optional speedups (bookworm), and the wake
+    # word's TensorFlow Lite library and feature extractor (pymicro-wakeword, pymicro-features).
+    wheels = "/websockets/|/pymicro_wakeword/lib/libtensorflowlite_c|/micro_features_cpp"
+    native = rig.out(f"find /opt/piagent/venv -name '*.so' | grep -Ev '{wheels}' | head")
     assert native == "", native
+    assert (
+        rig.run("/opt/piagent/venv/bin/pip show pymicro-wakeword pymicro-features").returncode == 0
+    )
 
 
 def test_the_smoke_test_imports_what_the_daemon_imports(rig: Rig) -> None:
