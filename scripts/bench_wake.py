@@ -16,10 +16,14 @@ Per engine and model, side by side in one run:
 
 Detection and false accepts run all of an engine's models over one feature pipeline
 (``WakeListener(..., bank=...)``): each model sees the same audio it would see alone.
-Thresholds are each model's own (micro: its .json; open: 0.5) unless ``--threshold``.
+Thresholds are each model's own (micro: its .json; open: 0.5), or each of ``--thresholds``
+(a row per threshold). ``--recordings DIR`` adds real recordings, the measure that counts:
+``DIR/<model>/*.wav`` each hold one utterance of the model's phrase (column rec%: detected
+anywhere in the file), ``DIR/negatives/*.wav`` ordinary room audio without it (recFA/h);
+16-bit mono WAV at any rate.
 
     .venv/bin/python scripts/bench_wake.py [--minutes 60] [--engines micro,open]
-                                           [--cpu-seconds 60] [--threshold P]
+                      [--cpu-seconds 60] [--thresholds own,0.5] [--recordings DIR]
 
 Needs espeak-ng, pymicro-wakeword and pyopen-wakeword (``pip install -e .[bench]``); an engine
 that is not installed is reported and skipped. Generated audio is cached in
@@ -61,6 +65,10 @@ class Row:
     tries: collections.Counter[str] = field(default_factory=collections.Counter)
     false_on_clips: int = 0
     false_on_stream: int = 0
+    recorded_hits: int = 0
+    recorded_tries: int = 0
+    recorded_false: int = 0
+    recorded_seconds: float = 0.0
     cpu: float = 0.0
     rtf: float = 0.0
     missed: list[str] = field(default_factory=list)
@@ -104,10 +112,28 @@ def run_negatives(listener: WakeListener, rows: dict[str, Row], minutes: float) 
                 rows[found.model].false_on_stream += 1
 
 
-def measure_cpu(
-    engine: str, model: str, seconds: float, threshold: float | None
-) -> tuple[float, float]:
-    listener = WakeListener(WakeConfig(engine=engine, model=model, threshold=threshold))  # type: ignore[arg-type]
+def run_recordings(listener: WakeListener, rows: dict[str, Row], folder: Path) -> None:
+    """Real recordings: each positive file is one utterance; the negatives' firings count."""
+    for model, row in rows.items():
+        for path in sorted((folder / model).glob("*.wav")):
+            listener.reset()
+            audio = np.concatenate([fx.read_wav(path), np.zeros(RATE, np.int16)])  # 1 s after
+            fired = {d.model for f in frames(audio) for d in listener.feed(f)}
+            row.recorded_tries += 1
+            row.recorded_hits += model in fired
+            if model not in fired:
+                row.missed.append(f"recording {path.name}")
+    for path in sorted((folder / "negatives").glob("*.wav")):
+        audio = fx.read_wav(path)
+        for frame in frames(audio):
+            for found in listener.feed(frame):
+                rows[found.model].recorded_false += 1
+        for row in rows.values():
+            row.recorded_seconds += len(audio) / RATE
+
+
+def measure_cpu(engine: str, model: str, seconds: float) -> tuple[float, float]:
+    listener = WakeListener(WakeConfig(engine=engine, model=model))  # type: ignore[arg-type]
     audio = np.concatenate(list(fx.negatives(seconds / 60, seed=3)))
     cpu, wall = time.process_time(), time.perf_counter()
     for frame in frames(audio):
@@ -129,8 +155,10 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0, help="false-accept stream")
     parser.add_argument("--engines", default=",".join(WAKE_ENGINES))
     parser.add_argument("--cpu-seconds", type=float, default=60.0)
-    parser.add_argument("--threshold", type=float, default=None)
+    parser.add_argument("--thresholds", default="own", help="own (the models') or numbers")
+    parser.add_argument("--recordings", type=Path, default=None, help="real recordings")
     args = parser.parse_args()
+    thresholds = [None if t == "own" else float(t) for t in args.thresholds.split(",")]
     started = time.perf_counter()
     print(f"machine: {platform.machine()}, {platform.python_implementation()} "
           f"{platform.python_version()}; " + ", ".join(
@@ -143,28 +171,41 @@ def main() -> None:
     rows: list[Row] = []
     for engine in args.engines.split(","):
         models = [m for m in WAKE_MODELS[engine] if m in fx.PHRASES]
-        config = WakeConfig(engine=engine, threshold=args.threshold)
-        try:
-            listener = WakeListener(config, bank=models)
-        except WakeUnavailable as exc:
-            print(f"{engine}: skipped: {exc}")
-            continue
-        by_model = {m: Row(engine, m, t) for m, t in zip(models, listener.thresholds, strict=True)}
-        run_positives(listener, by_model, models)
-        run_negatives(listener, by_model, args.minutes)
-        listener.close()
-        for model, row in by_model.items():
-            row.cpu, row.rtf = measure_cpu(engine, model, args.cpu_seconds, args.threshold)
-        rows += by_model.values()
+        cost: dict[str, tuple[float, float]] = {}  # model -> (CPU, RTF): no threshold's business
+        for threshold in thresholds:
+            config = WakeConfig(engine=engine, threshold=threshold)
+            try:
+                listener = WakeListener(config, bank=models)
+            except WakeUnavailable as exc:
+                print(f"{engine}: skipped: {exc}")
+                break
+            pairs = zip(models, listener.thresholds, strict=True)
+            by_model = {m: Row(engine, m, t) for m, t in pairs}
+            run_positives(listener, by_model, models)
+            run_negatives(listener, by_model, args.minutes)
+            if args.recordings is not None:
+                run_recordings(listener, by_model, args.recordings)
+            listener.close()
+            for model, row in by_model.items():
+                if model not in cost:
+                    cost[model] = measure_cpu(engine, model, args.cpu_seconds)
+                row.cpu, row.rtf = cost[model]
+            rows += by_model.values()
+    real = args.recordings is not None
     heads = ["engine", "model", "thr", "det%", *CONDITION_HEADS, *VOICE_HEADS, "FA/h", "FAclip",
-             "CPU%", "RTF"]  # fmt: skip
+             *(["rec%", "recFA/h"] if real else []), "CPU%", "RTF"]  # fmt: skip
     table = [heads]
     for r in rows:
+        recorded = [
+            f"{100 * r.recorded_hits / r.recorded_tries:.0f}" if r.recorded_tries else "-",
+            f"{r.recorded_false * 3600 / r.recorded_seconds:.1f}" if r.recorded_seconds else "-",
+        ]
         table.append(
             [r.engine, r.model, f"{r.threshold:.2f}", r.rate()]
             + [r.rate(f"c{i}") for i in range(len(CONDITION_HEADS))]
             + [r.rate(f"v{i}") for i in range(len(VOICE_HEADS))]
             + [f"{r.false_on_stream * 60 / args.minutes:.1f}", str(r.false_on_clips)]
+            + (recorded if real else [])
             + [f"{100 * r.cpu:.2f}", f"{r.rtf:.4f}"]
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(heads))]

@@ -142,6 +142,21 @@ def speak(text: str, voice: str = "en-us", wpm: int = 175) -> Samples:
     return samples
 
 
+def read_wav(path: Path) -> Samples:
+    """A 16-bit mono WAV file (a recording) at 16 kHz."""
+    with wave.open(str(path), "rb") as wav:
+        if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
+            raise ValueError(f"{path}: expected 16-bit mono WAV")
+        rate = wav.getframerate()
+        raw = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    if rate == RATE:
+        return raw.astype(np.int16)
+    gcd = np.gcd(RATE, rate)
+    resampled = signal.resample_poly(raw.astype(np.float64), RATE // gcd, rate // gcd)
+    samples: Samples = np.clip(np.round(resampled), -32768, 32767).astype(np.int16)
+    return samples
+
+
 def rms(x: npt.NDArray[np.floating] | Samples) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
 
