@@ -144,9 +144,7 @@ def bounce(pin: MockPin, final_low: bool, edges: int = 7) -> None:
 # --- the button: edges in, nothing remembered ----------------------------------------------
 
 
-def test_every_edge_reaches_the_loop_in_order_timed_when_it_happened(
-    factory: MockFactory,
-) -> None:
+def test_every_edge_reaches_the_loop_in_order_and_timed(factory: MockFactory) -> None:
     async def main() -> None:
         recorder = Recorder()
         button = PushToTalk(button_config(), recorder, clock=ticks(), pin_factory=factory)
@@ -165,10 +163,8 @@ def test_every_edge_reaches_the_loop_in_order_timed_when_it_happened(
 
 def test_active_high_wiring_without_pull_up(factory: MockFactory) -> None:
     async def main() -> None:
-        recorder = Recorder()
-        button = PushToTalk(
-            button_config(pull_up=False), recorder, clock=ticks(), pin_factory=factory
-        )
+        recorder, config = Recorder(), button_config(pull_up=False)
+        button = PushToTalk(config, recorder, clock=ticks(), pin_factory=factory)
         pin = factory.pin(PIN)
         assert pin.state is False  # pulled down
         pin.drive_high()
@@ -262,7 +258,7 @@ def idle_client(button: ButtonOptions | None = None) -> AgentClient:
 
 @asynccontextmanager
 async def wired(factory: MockFactory, **button: Any) -> AsyncIterator[Wired]:
-    """A ``PushToTalk`` feeding a real ``AgentClient`` (never run: no socket is opened)."""
+    """A ``PushToTalk`` feeding an ``idle_client``."""
     config = button_config(**button)
     client = idle_client(button_options(config))
     push_to_talk = PushToTalk(config, client.handle_button, pin_factory=factory)
@@ -296,9 +292,7 @@ def test_a_long_press_in_toggle_mode_hangs_up(factory: MockFactory) -> None:
     asyncio.run(main())
 
 
-def test_a_double_press_in_tap_mode_mutes_and_leaves_no_conversation(
-    factory: MockFactory,
-) -> None:
+def test_tap_double_press_mutes_and_leaves_no_conversation(factory: MockFactory) -> None:
     async def main() -> None:
         async with wired(factory, mode="tap", bounce_ms=0) as w:
             w.pin.drive_low()
