@@ -72,6 +72,8 @@ from piagent.appliance.events import (
     Timer,
     TimerFired,
     Typed,
+    VoiceOver,
+    WordHeard,
 )
 from piagent.appliance.rules import Uplink
 from piagent.clientconfig import (
@@ -257,6 +259,14 @@ class AgentClient:
     def say(self, text: str) -> None:
         """A typed user message: interrupts the agent; opens a conversation when needed."""
         self._feed(Typed(self._clock(), text))
+
+    def heard_word(self, word: str) -> None:
+        """The wake word (a tap of the button: hands-free) or the stop word (an interruption)."""
+        self._feed(WordHeard(self._clock(), word))
+
+    def voice_over(self) -> None:
+        """Echo cancellation heard the user start talking over the agent."""
+        self._feed(VoiceOver(self._clock()))
 
     def send_context(self, text: str, context_id: str | None = None) -> None:
         """A contextual update for the agent; held until a conversation is up."""

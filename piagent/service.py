@@ -53,6 +53,7 @@ from piagent.gpio import (
     make_pin_factory,
     needs_pwm,
 )
+from piagent.hearing import build_hearing
 from piagent.keyboard import KeyboardPushToTalk
 from piagent.logs import register_secret
 from piagent.status import describe
@@ -96,11 +97,26 @@ class Daemon:
             register_secret(api_key)
         self.audio = build_audio(config)
         self.playback = self.audio.playback
+        # The wake word and echo cancellation, when configured. The speaker's latency is a
+        # first guess (PortAudio's default buffer); the echo path's delay is measured.
+        self.hearing = build_hearing(
+            config,
+            rate_or(self.audio.mic, 16000),
+            self.audio.output_rate,
+            latency_s=(0.0, 0.0 if config.audio.backend == "wav" else 0.04),
+        )
+        if self.hearing is not None:
+            self.playback.tap = self.hearing.played
+        full_duplex = self.hearing is not None and self.hearing.cancels_echo
         self.client = AgentClient(
             endpoint_from_config(config.agent, api_key),
             initiation_from_config(config.agent),
-            options_from_config(config),
-            source_rate=rate_or(self.audio.mic, 16000),
+            options_from_config(config, full_duplex=full_duplex),
+            source_rate=(
+                self.hearing.uplink_rate
+                if self.hearing is not None
+                else rate_or(self.audio.mic, 16000)
+            ),
             sink=self.playback,
             tools=build_tools(config, self),
             booted=False,
@@ -177,7 +193,10 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         """The ``piagent ctl status --json`` object (interface.md)."""
-        return describe(self.client, self.audio, self.leds, self.gpio_problem)
+        status = describe(self.client, self.audio, self.leds, self.gpio_problem)
+        if self.hearing is not None:
+            status["hearing"] = self.hearing.describe()
+        return status
 
     # -- ControlHandler (the control socket) ---------------------------------------------------
 
@@ -308,9 +327,19 @@ class Daemon:
 
     async def _pump_microphone(self) -> None:
         loop = asyncio.get_running_loop()
+        hearing = self.hearing
         async for frame in self.audio.mic.frames():
             self._last_frame = loop.time()
             rate = self.audio.mic.rate
+            if hearing is not None:
+                heard = hearing.hear(frame, rate)
+                for detection in heard.words:
+                    self.client.heard_word(detection.word)
+                if heard.voice_over:
+                    self.client.voice_over()
+                frame, rate = heard.frame, heard.rate
+                if len(frame) == 0:
+                    continue
             if rate != self.client.source_rate:
                 self.client.source_rate = rate
             self.client.feed(frame)
@@ -376,14 +405,20 @@ class Daemon:
             return
         if api_key is not None:
             register_secret(api_key)
-        if config.audio != self.config.audio or config.gpio != self.config.gpio:
-            logger.warning("audio and gpio changes take effect after a restart")
+        if (config.audio, config.gpio, config.wake) != (
+            self.config.audio,
+            self.config.gpio,
+            self.config.wake,
+        ):
+            logger.warning("audio, gpio and wake changes take effect after a restart")
         if config.logging.level != self.config.logging.level:
             logging.getLogger().setLevel(config.logging.level.upper())
         self.client.reload(
             endpoint_from_config(config.agent, api_key),
             initiation_from_config(config.agent),
-            options_from_config(config),
+            options_from_config(
+                config, full_duplex=self.hearing is not None and self.hearing.cancels_echo
+            ),
             tools=build_tools(config, self),
         )
         self.config = config
@@ -393,6 +428,8 @@ class Daemon:
         if self.button is not None:
             self.button.close()
         self.leds.close()
+        if self.hearing is not None:
+            self.hearing.close()
 
 
 async def run_daemon(config_path: Path | None, *, verbose: bool = False) -> int:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import fftconvolve
 
 from piagent.audio.codecs import Samples
 from piagent.audio.resample import StreamResampler
@@ -176,6 +175,10 @@ class Room:
             wet = block * self._ir[0]
         else:
             # Only the fully overlapped part of the convolution is new output.
+            # Imported here: a daemon without a simulated room never loads scipy at start-up
+            # (its filters come from the cache), and the wav backend imports this module.
+            from scipy.signal import fftconvolve
+
             wet = fftconvolve(block, self._ir, mode="valid")
             self._history = block[len(block) - keep :]
         scaled = np.rint(np.asarray(wet, dtype=np.float64) * (self._gain * _FULL_SCALE))
