@@ -713,6 +713,19 @@ class Server(Protocol):
     def http_base(self) -> str: ...
 
 
+def start_wav(
+    tmp: Path, config: dict[str, Any], daemons: list[Daemon], rate: int
+) -> tuple[Daemon, WavTimeline]:
+    """Start the daemon on ``config`` (the WAV backend, its speaker at ``rate``), kept in
+    ``daemons`` for the teardown; returns once it is ready and its speaker file is growing."""
+    daemon = Daemon(tmp, config)
+    daemons.append(daemon)
+    timeline = WavTimeline(tmp / "speaker.wav", rate)
+    daemon.wait_ready()
+    timeline.wait_started()
+    return daemon, timeline
+
+
 def base_config(tmp: Path, sim: Server, agent_id: str, **sections: Any) -> dict[str, Any]:
     """A config for the WAV backend against ``sim``; ``sections`` are merged over each
     top-level section (one level deep)."""

@@ -32,6 +32,7 @@ from tests.e2e.harness import (
     record,
     sleep_until,
     speech_like,
+    start_wav,
     windows,
 )
 
@@ -85,12 +86,7 @@ def start(
     config = base_config(tmp, sim, agent_id, wake={"model": "okay_nabu"})
     config["audio"]["input"]["echo"] = ROOM
     config["audio"]["aec"] = {"enabled": True}
-    daemon = Daemon(tmp, config)
-    daemons.append(daemon)
-    timeline = WavTimeline(tmp / "speaker.wav", RATE)
-    daemon.wait_ready()
-    timeline.wait_started()
-    return daemon, timeline
+    return start_wav(tmp, config, daemons, RATE)
 
 
 def test_the_wake_word_opens_a_conversation_and_the_question_is_answered(

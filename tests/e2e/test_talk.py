@@ -33,6 +33,7 @@ from tests.e2e.harness import (
     sleep_until,
     sound_seconds,
     speech_like,
+    start_wav,
     windows,
 )
 
@@ -80,12 +81,7 @@ def pcm(data: bytes | bytearray) -> Samples:
 def start_wav_daemon(
     tmp: Path, sim: SimServer, agent_id: str, daemons: list[Daemon], **sections: object
 ) -> tuple[Daemon, WavTimeline]:
-    daemon = Daemon(tmp, base_config(tmp, sim, agent_id, **sections))
-    daemons.append(daemon)
-    timeline = WavTimeline(tmp / "speaker.wav", RATE)
-    daemon.wait_ready()
-    timeline.wait_started()
-    return daemon, timeline
+    return start_wav(tmp, base_config(tmp, sim, agent_id, **sections), daemons, RATE)
 
 
 def start_alsa_daemon(
