@@ -18,6 +18,13 @@ result. Scenarios:
 Usage: ``.venv/bin/python scripts/bench_aec.py [--engines speex,webrtc] [--false-minutes 10]``.
 CPU figures are process time of the engine's ``process`` call only; compare them as ratios
 within one run (they vary between machines far more than between engines).
+
+``--cpu-only [--seconds 20]`` needs no espeak-ng (synthetic speech-like voices instead) and only
+measures CPU per 10 ms frame: the speex canceller's call alone, and the daemon's whole hearing
+chain (``piagent.hearing.Hearing`` with ``EchoControl``: 48 kHz mic frames resampled, the
+speaker's 48 kHz periods recorded, delay estimation, canceller, near-end detector). It runs
+with the installed venv on a Pi or in the rig: ``/opt/piagent/venv/bin/python
+scripts/bench_aec.py --cpu-only``.
 """
 
 from __future__ import annotations
@@ -35,11 +42,14 @@ import numpy as np
 import numpy.typing as npt
 
 from piagent.audio.aec import FRAME_SAMPLES, RATE, EchoCanceller, engine_problem
+from piagent.audio.duplex import EchoControl
 from piagent.audio.echoref import DelayEstimator, EchoReference
 from piagent.audio.nearend import NearEndDetector
 from piagent.audio.resample import StreamResampler
 from piagent.audio.room import Room, synthetic_impulse_response
 from piagent.audio.wavio import read_wav
+from piagent.config.schema import AecConfig
+from piagent.hearing import RESYNC_MS, Hearing
 
 Float = npt.NDArray[np.float64]
 Int16 = npt.NDArray[np.int16]
@@ -251,12 +261,96 @@ TARGETS = {
 }
 
 
+def synthetic_voice(seconds: float, rate: int, pitch_hz: float, seed: int) -> Int16:
+    """Speech-like int16 without espeak-ng: harmonics of a gliding pitch shaped by two formants,
+    syllables of 150-400 ms with short pauses between them, and a little noise."""
+    n = round(seconds * rate)
+    t = np.arange(n) / rate
+    rng = np.random.default_rng(seed)
+    pitch = pitch_hz * (1 + 0.15 * np.sin(2 * np.pi * 0.6 * t))
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    voiced = np.zeros(n)
+    for k in range(1, int(3500 / pitch_hz)):
+        f = pitch_hz * k
+        weight = np.exp(-(((f - 650) / 250) ** 2)) + 0.6 * np.exp(-(((f - 1900) / 400) ** 2))
+        voiced += (0.1 + weight) / k * np.sin(k * phase)
+    voiced /= np.abs(voiced).max()
+    envelope = np.zeros(n)
+    pos = 0
+    while pos < n:
+        length = int(rng.uniform(0.15, 0.4) * rate)
+        end = min(n, pos + length)
+        envelope[pos:end] = np.sin(np.pi * np.arange(end - pos) / length) ** 0.5
+        pos = end + int(rng.uniform(0.03, 0.25) * rate)
+    x = 12000 * envelope * voiced + rng.normal(0, 150, n)
+    return np.clip(np.round(x), -32768, 32767).astype(np.int16)
+
+
+def hearing_chain(mic: Int16, far: Int16, rate: int) -> tuple[float, int, Hearing]:
+    """The daemon's hearing over ``mic`` and ``far`` (both at ``rate``), in 20 ms periods on a
+    simulated clock: process time of the whole chain, 10 ms frames heard, the chain."""
+    clock = [0.0]
+    echo = EchoControl(
+        AecConfig(enabled=True, engine="speex"), speaker_rate=rate, resync_ms=RESYNC_MS
+    )
+    hearing = Hearing(rate, echo=echo, clock=lambda: clock[0])
+    period = rate // 50
+    cpu = 0.0
+    n = min(len(mic), len(far)) // period * period
+    for start in range(0, n, period):
+        t0 = time.process_time()
+        hearing.played(far[start : start + period])
+        clock[0] += period / rate
+        hearing.hear(mic[start : start + period])
+        cpu += time.process_time() - t0
+    return cpu, n // period * 2, hearing
+
+
+def cpu_only(seconds: float) -> int:
+    """CPU per 10 ms frame of the speex canceller and of the whole hearing chain."""
+    problem = engine_problem("speex")
+    if problem is not None:
+        print(f"speex: {problem}", file=sys.stderr)
+        return 1
+    far = synthetic_voice(seconds, RATE, 120.0, seed=1)
+    near = synthetic_voice(seconds, RATE, 210.0, seed=2)
+    echo = room(80, -6).process(far)
+    lin = pipeline("speex", echo, far)
+    # The user talks over the agent for the second half, as loud as the echo.
+    half = len(far) // 2
+    mic = echo.astype(np.float64)
+    mic[half:] += at_level(near, echo)[half:]
+    dt = pipeline("speex", np.clip(mic, -32768, 32767).astype(np.int16), far)
+    card = 48000
+    far48 = np.asarray(StreamResampler(RATE, card).process(far), dtype=np.int16)
+    ir = synthetic_impulse_response(card, rt60_ms=200, length_ms=150, seed=1)
+    echo48 = Room(card, delay_ms=80, gain_db=-6, impulse_response=ir).process(far48)
+    chain_cpu, chain_frames, hearing = hearing_chain(echo48, far48, card)
+    info = hearing.describe()["aec"]
+    hearing.close()
+    rows = [
+        ("speex canceller alone, echo only (us)", 1e6 * lin.cpu_s / lin.frames),
+        ("speex canceller alone, half double talk (us)", 1e6 * dt.cpu_s / dt.frames),
+        ("whole hearing chain, 48 kHz in (us)", 1e6 * chain_cpu / chain_frames),
+    ]
+    print(f"CPU per 10 ms frame, {seconds:g} s of synthetic speech (process time)")
+    for name, us in rows:
+        print(f"  {name:46} {us:8.0f}   {us / 100:5.1f} % of a core")
+    print(f"  ERLE (speex alone, last 5 s): {erle_db(echo, lin.out, seconds - 5, seconds):.1f} dB")
+    print(f"  hearing chain at the end: {info}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--engines", default="speex,webrtc")
     parser.add_argument("--false-minutes", type=float, default=10.0)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/piagent-bench/aec")
+    parser.add_argument("--cpu-only", action="store_true", help="CPU per frame, no espeak-ng")
+    parser.add_argument("--seconds", type=float, default=20.0, help="--cpu-only's speech")
     args = parser.parse_args()
+    if args.cpu_only:
+        return cpu_only(args.seconds)
     if shutil.which("espeak-ng") is None:
         print("espeak-ng is needed for the fixtures: apt-get install espeak-ng", file=sys.stderr)
         return 2
