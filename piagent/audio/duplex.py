@@ -125,7 +125,10 @@ class EchoControl:
                 self._detector.realign()
                 logger.debug("echo path latency now %.1f ms", self.latency_ms)
             far = self._reference.aligned(position, FRAME_SAMPLES)
-            out = self._canceller.process(frame, far)
+            if self._detector.far_playing or far.any():
+                out = self._canceller.process(frame, far)
+            else:
+                out = frame  # nothing played, no echo to remove: the filter keeps what it knows
             onset = self._detector.update(out, far) or onset
             cleaned.append(out)
         return np.concatenate(cleaned), onset
