@@ -172,6 +172,7 @@ def main() -> None:
     for engine in args.engines.split(","):
         models = [m for m in WAKE_MODELS[engine] if m in fx.PHRASES]
         cost: dict[str, tuple[float, float]] = {}  # model -> (CPU, RTF): no threshold's business
+        done: set[tuple[float, ...]] = set()  # open's own thresholds are 0.5: measured once
         for threshold in thresholds:
             config = WakeConfig(engine=engine, threshold=threshold)
             try:
@@ -179,6 +180,10 @@ def main() -> None:
             except WakeUnavailable as exc:
                 print(f"{engine}: skipped: {exc}")
                 break
+            if listener.thresholds in done:
+                listener.close()
+                continue
+            done.add(listener.thresholds)
             pairs = zip(models, listener.thresholds, strict=True)
             by_model = {m: Row(engine, m, t) for m, t in pairs}
             run_positives(listener, by_model, models)
@@ -223,7 +228,7 @@ def main() -> None:
     for r in rows:
         if r.missed:
             shown = ", ".join(r.missed[:6]) + (" ..." if len(r.missed) > 6 else "")
-            print(f"missed {r.engine}/{r.model} ({len(r.missed)}): {shown}")
+            print(f"missed {r.engine}/{r.model}@{r.threshold:.2f} ({len(r.missed)}): {shown}")
     print(f"bench took {time.perf_counter() - started:.0f} s")
 
 
