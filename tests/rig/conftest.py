@@ -12,6 +12,8 @@ Inside, two small programs of tests/rig/guest stand in for the hardware around t
 card: ``rigmic`` plays into one side (the daemon captures the other, as from a USB microphone)
 and ``rigspeaker`` records what the daemon plays. Both open their side first, at 48 kHz
 stereo, which fixes the daemon's side to exactly that: a stereo-only, fixed-rate device.
+A third, ``rigroom``, takes both their places in test_hands_free: it writes what the daemon
+plays back into its microphone (an echo path in real time) and mixes in a user's voice.
 
 The simulator runs here, on the host, and the system reaches it through qemu's user network
 at 10.0.2.2.
