@@ -65,6 +65,7 @@ def build_audio(config: Config) -> Audio:
             rate, jitter_ms=audio.output.jitter_ms, volume=audio.output.volume, store=store
         )
         wav_speaker = WavSpeaker(audio.output.file, rate, playback, echo=echo)
+        playback.when_audible = wav_speaker.wake  # a resting speaker plays at once
         return Audio(
             mic=wav_mic,
             playback=playback,

@@ -140,6 +140,10 @@ class AgentClient:
         self._appliance = Appliance(options.policy(), rng or random.Random())
         self._gestures = gestures.Gestures(button)  # the button's gesture memory
         self._uplink = TurnUplink(options.hold_frames)
+        self._audio_needed = True  # as the microphone starts: delivering
+        # Told when microphone frames start or stop having anywhere to go (``TurnUplink.
+        # needed``), after the event that changed it; the daemon lets a WAV microphone rest.
+        self.when_audio_needed: Callable[[bool], None] | None = None
         self._conv: Conversation | None = None
         self._group: asyncio.TaskGroup | None = None
         self._connect_waiting = False  # Connect came before ``run``
@@ -341,6 +345,11 @@ class AgentClient:
                     self._execute(command)
         finally:
             self._feeding = False
+        needed = self._uplink.needed
+        hook = self.when_audio_needed
+        if needed != self._audio_needed and hook is not None:
+            hook(needed)
+        self._audio_needed = needed
 
     def _gesture(self, event: gestures.Input) -> None:
         """Run the button's gestures, judged against the appliance's state now; the controls

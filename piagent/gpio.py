@@ -1,6 +1,6 @@
 """The push-to-talk button and the status LEDs, over gpiozero.
 
-Owns :class:`PushToTalk` (one gpiozero ``Button`` whose raw edges become timed ``Edge``
+Owns :class:`PushToTalk` (one gpiozero ``DigitalInputDevice`` whose raw edges become timed ``Edge``
 events for the appliance's gesture recognizer, ``piagent.appliance.gestures``, which
 ``AgentClient`` runs: debouncing, the hold/toggle/tap modes and the long-press and
 double-press gestures are decided there; the button remembers nothing),
@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final, TypeAlias
 
-from gpiozero import LED, PWMLED, RGBLED, Button
+from gpiozero import LED, PWMLED, RGBLED, DigitalInputDevice
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from piagent.appliance.gestures import ButtonOptions, Edge, Input
@@ -133,22 +133,22 @@ class PushToTalk:
         self._closed = False
         # pull_up: wired to ground, pressed when low; otherwise to 3V3, pressed when high.
         # gpiozero's bounce_time is left unset: mock pins ignore it; the recognizer's debounce
-        # works everywhere. Long presses are timed by the runner; a short hold_time only keeps
-        # gpiozero's hold thread (which waits hold_time while the button is down) from
-        # delaying close().
-        self._button = Button(
-            config.pin, pull_up=config.pull_up, hold_time=0.01, pin_factory=pin_factory
+        # works everywhere. Long presses are timed by the runner, so the plain input device
+        # will do: gpiozero's Button adds a hold thread that wakes ten times a second for as
+        # long as the daemon runs.
+        self._button = DigitalInputDevice(
+            config.pin, pull_up=config.pull_up, pin_factory=pin_factory
         )
-        self._button.when_pressed = self._edge_pressed
-        self._button.when_released = self._edge_released
+        self._button.when_activated = self._edge_pressed
+        self._button.when_deactivated = self._edge_released
 
     def close(self) -> None:
         """Stop watching the pin and release it; edges still in flight are dropped."""
         if self._closed:
             return
         self._closed = True
-        self._button.when_pressed = None
-        self._button.when_released = None
+        self._button.when_activated = None
+        self._button.when_deactivated = None
         self._button.close()
 
     # --- gpiozero's thread -------------------------------------------------------------------

@@ -47,13 +47,19 @@ __all__ = ["RESYNC_MS", "Heard", "Hearing", "build_hearing"]
 
 logger = logging.getLogger(__name__)
 
-RESYNC_MS: Final = 60.0
-"""A stream whose sample count strays this far from the clock is placed on it again (ms):
-above the loop's scheduling jitter, well within the delay estimator's reach (400 ms)."""
+RESYNC_MS: Final = 250.0
+"""A stream whose sample count strays this far from the clock is placed on it again (ms).
+Both sides count their samples, so a stalled loop (periods read or frames delivered late, in
+a burst) moves nothing; only a real gap (the speaker resting, a device reopened) or long
+drift between two devices' clocks does. Within the delay estimator's reach (400 ms)."""
 CONVERGED_ERLE_DB: Final = 12.0
 """The canceller counts as converged once its ERLE has held this (dB) for ``CONVERGED_S`` of
 far-end sound; until then the agent's voice could pass for the user's."""
 CONVERGED_S: Final = 1.0
+ECHO_TAIL_S: Final = 0.5
+"""How long after the speaker last played sound its echo may still reach the microphone, for
+the upstream gate (s): the room's delay and reverberation, and any misalignment of the two
+timelines the delay estimator has not measured yet."""
 _TAP_LIMIT: Final = 400  # speaker periods queued between two mic frames at most (8 s of 20 ms)
 
 
@@ -95,8 +101,10 @@ class Hearing:
         self._pending_at = 0.0  # when the first pending sample was taken
         self.voice_overs = 0
         self.words_heard = 0
+        self._sounding_until = -1.0  # clock time until which the speaker's echo may be heard
         self._converged_s = 0.0  # far-end sound heard with the ERLE above CONVERGED_ERLE_DB
-        self._latency_ms: float | None = None  # the reference's, when convergence was counted
+        # The reference's latency and resyncs while convergence was counted.
+        self._alignment: tuple[float, int] | None = None
 
     @property
     def cancels_echo(self) -> bool:
@@ -162,9 +170,13 @@ class Hearing:
         while self._taps:
             samples, read_at = self._taps.popleft()
             echo.record_played(samples, read_at + self._output_latency)
+            if samples.any():
+                self._sounding_until = read_at + self._output_latency + ECHO_TAIL_S
         cleaned, onset = echo.process(chunk, taken_at)
         self._follow_convergence(echo, len(chunk) / RATE)
-        if not echo.far_playing:
+        # Whether the speaker's echo may be in the chunk: by the aligned reference, or, before
+        # the alignment is known (or when it is off), by the speaker having sounded lately.
+        if not echo.far_playing and self._clock() >= self._sounding_until:
             return cleaned, onset  # nothing to mistake the user for: as it is
         # The far end plays. Until the canceller has converged, its residual could pass for
         # the user: no barge-in and, upstream, silence (half duplex, as without cancelling).
@@ -179,8 +191,9 @@ class Hearing:
         return cleaned, onset
 
     def _follow_convergence(self, echo: EchoControl, seconds: float) -> None:
-        if echo.latency_ms != self._latency_ms:  # realigned: the canceller learns again
-            self._latency_ms = echo.latency_ms
+        alignment = (echo.latency_ms, echo.resyncs)
+        if alignment != self._alignment:  # realigned: the canceller learns again
+            self._alignment = alignment
             self._converged_s = 0.0
         if echo.far_playing and not echo.talking:
             if echo.erle_db >= CONVERGED_ERLE_DB:

@@ -34,6 +34,7 @@ from piagent.assembly import Audio, build_audio, build_tools, rate_or
 from piagent.audio.earcons import EarconKind
 from piagent.audio.filtercache import FilterCache, cache_dir, prepare_filters, rate_pairs
 from piagent.audio.resample import use_coefficient_store
+from piagent.audio.wavio import WavMicrophone
 from piagent.client import (
     AgentClient,
     Announcement,
@@ -123,6 +124,10 @@ class Daemon:
             button=button_options(config.gpio.button),  # the button's gestures run in the client
         )
         self.client.subscribe(self._on_announcement)
+        # Nothing listens at idle (no wake word, no echo canceller): a microphone that can rest
+        # (the WAV backend's) does, and wakes with the frame a press is made in.
+        if self.hearing is None and isinstance(self.audio.mic, WavMicrophone):
+            self.client.when_audio_needed = self._set_mic_wanted
         # A microphone unhealthy for longer than the appliance's grace shows as "error" (when
         # the daemon is otherwise ready) with the reason on the status line; a blip (a reopen,
         # PortAudio listing the devices again) does not flash the LEDs.
@@ -344,6 +349,12 @@ class Daemon:
                 self.client.source_rate = rate
             self.client.feed(frame)
 
+    def _set_mic_wanted(self, wanted: bool) -> None:
+        mic = self.audio.mic
+        assert isinstance(mic, WavMicrophone)
+        mic.wanted = wanted
+        self._last_frame = time.monotonic()  # the silence limit counts afresh (the loop clock)
+
     def _healthy(self) -> bool:
         """For the watchdog: the loop turns (this runs at all), and a microphone that says it
         is delivering audio does deliver it to the loop.
@@ -354,7 +365,7 @@ class Daemon:
         card is away (a USB microphone plugged in after boot). The daemon keeps pinging while
         it waits for hardware; its status says what it waits for."""
         now = asyncio.get_running_loop().time()
-        if not self.audio.mic.healthy:
+        if not self.audio.mic.healthy or not getattr(self.audio.mic, "wanted", True):
             self._last_frame = now  # the silence limit counts from the device's return
             return True
         return now - self._last_frame < MIC_SILENT_LIMIT

@@ -33,6 +33,12 @@ class TurnUplink:
         self._silence: Samples = np.zeros(0, dtype=np.int16)
 
     @property
+    def needed(self) -> bool:
+        """Whether frames have anywhere to go: a conversation takes them, or a turn is being
+        held. While not, the microphone may rest (the WAV backend's does)."""
+        return self.mode is not Uplink.HOLD or self._recording
+
+    @property
     def held_frames(self) -> int:
         """Frames of the turn being held."""
         return len(self._turn)

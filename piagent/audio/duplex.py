@@ -38,6 +38,7 @@ __all__ = ["EchoControl"]
 
 logger = logging.getLogger(__name__)
 
+_STRAY_S = 1.0  # a mic time off for this long (of audio) is believed: not a stall's burst
 _RESYNC_MS = 5.0  # a time off by more than this (ms): the stream restarted, or it drifted
 
 
@@ -65,6 +66,8 @@ class EchoControl:
         self._played = 0  # speaker samples since the last resync
         self._anchor = 0  # the resynced timeline position of speaker sample 0
         self._mic_next: int | None = None  # where the next mic period should start
+        self.resyncs = 0  # times a timeline was placed on the clock again after its start
+        self._strayed = 0  # mic samples in a row whose time strays beyond the tolerance
         logger.info("echo cancellation: %s engine", self._canceller.engine)
 
     @property
@@ -98,6 +101,8 @@ class EchoControl:
         expected = self._anchor + self._played * RATE // self._speaker_rate
         if self._next is None or abs(position - expected) > self._resync:
             # First period, or an underrun / restart moved the stream: start a new timeline.
+            if self._next is not None:
+                self._realigned()
             self._resampler.reset()
             self._anchor, self._played = position, 0
             self._next = position
@@ -112,8 +117,18 @@ class EchoControl:
         if len(near) % FRAME_SAMPLES:
             raise ValueError(f"a mic period must be whole 10 ms frames, got {len(near)} samples")
         start = timeline_position(adc_time, 0.0, RATE)
-        if self._mic_next is not None and abs(start - self._mic_next) <= self._resync:
-            start = self._mic_next  # clock jitter: keep the mic's timeline contiguous
+        if self._mic_next is not None:
+            if abs(start - self._mic_next) <= self._resync:
+                self._strayed = 0
+                start = self._mic_next  # clock jitter: keep the mic's timeline contiguous
+            elif self._strayed < RATE * _STRAY_S:
+                # Off by more, but not for long yet: a stalled loop delivering a burst of
+                # frames late. The samples themselves are contiguous: keep counting them.
+                self._strayed += len(near)
+                start = self._mic_next
+            else:  # off for a second of audio: a gap, or the two clocks drifted apart
+                self._strayed = 0
+                self._realigned()
         self._mic_next = start + len(near)
         cleaned: list[Samples] = []
         onset = False
@@ -132,6 +147,13 @@ class EchoControl:
             onset = self._detector.update(out, far) or onset
             cleaned.append(out)
         return np.concatenate(cleaned), onset
+
+    def _realigned(self) -> None:
+        """A timeline was placed on the clock again: until the delay estimator has measured it
+        afresh, the echo may not be where the reference says, so the detector starts over
+        from its cautious ratio, and ``resyncs`` tells the caller."""
+        self.resyncs += 1
+        self._detector.realign()
 
     def close(self) -> None:
         self._canceller.close()

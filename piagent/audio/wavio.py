@@ -29,6 +29,7 @@ period to a local file, small enough not to need an executor. Imports numpy, the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import struct
@@ -58,6 +59,18 @@ logger = logging.getLogger(__name__)
 
 _HEADER_BYTES = 44
 _MAX_DATA_BYTES = 0xFFFFFFFF - (_HEADER_BYTES - 8)  # the RIFF size field is 32 bits
+
+
+PARK_AFTER_S = 2.0
+"""A speaker whose source has had nothing to play for this long rests between periods."""
+REST_S = 1.0
+"""A resting speaker writes the silence that went by this often (s): the file stays a timeline."""
+
+
+def _idle(source: object) -> bool:
+    """Whether ``source`` has nothing to play (``Playback.is_idle``; a source without the
+    property is never idle)."""
+    return bool(getattr(source, "is_idle", False))
 
 
 class WavFileError(PiagentError):
@@ -201,6 +214,21 @@ class WavMicrophone:
         self.echo = echo
         self._frames = 0  # frames delivered so far, across calls to frames()
         self._clipped = 0
+        self._wanted = True
+        self._wanted_event: asyncio.Event | None = None  # made on the loop by frames()
+
+    @property
+    def wanted(self) -> bool:
+        """Whether anyone needs the frames now. While not, ``frames`` rests (no timer, no
+        wake-up) and the file plays on unheard, as a real microphone's samples go by when
+        nobody reads them; once wanted again it resumes at the frame being captured."""
+        return self._wanted
+
+    @wanted.setter
+    def wanted(self, wanted: bool) -> None:
+        self._wanted = wanted
+        if wanted and self._wanted_event is not None:
+            self._wanted_event.set()
 
     @property
     def rate(self) -> int:
@@ -243,6 +271,11 @@ class WavMicrophone:
         """The file's length in seconds (silence follows)."""
         return len(self._samples) / self._rate
 
+    def _span(self, index: int, frames: int) -> int:
+        """Samples in ``frames`` frames from frame ``index`` on."""
+        per = self._chunk_ms * self._rate
+        return (index + frames) * per // 1000 - index * per // 1000
+
     def _frame(self, index: int, echo: tuple[float, int] | None = None) -> Samples:
         """Frame ``index`` (from 0): the file's samples in it, zero-padded past the end, plus
         the echo heard at ``echo`` (capture start, sample index from it) when there is a path."""
@@ -268,7 +301,17 @@ class WavMicrophone:
         start = clock()
         count = 0
         captured = 0  # samples of this call so far: where the echo path reads next
+        self._wanted_event = wanted = asyncio.Event()
         while True:
+            if not self._wanted:
+                wanted.clear()
+                await wanted.wait()
+                # Resume with the frame being captured now; those in between went by unheard.
+                now_count = max(count, int((clock() - start) / chunk_s))
+                skipped = now_count - count
+                captured += self._span(self._frames, skipped)
+                self._frames += skipped
+                count = now_count
             count += 1
             delay = start + count * chunk_s - clock()
             if delay > 0:
@@ -308,6 +351,17 @@ class WavSpeaker:
         self._start_time: float | None = None
         self._written = 0  # samples in the file
         self._full = False  # the file reached the format's 4 GiB limit
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._woken: asyncio.Event | None = None
+        self.parks = 0  # times the speaker rested
+
+    def wake(self) -> None:
+        """Sound is due (the source's ``when_audible``): a resting speaker plays on at once.
+        From any thread."""
+        loop, woken = self._loop, self._woken
+        if loop is not None and woken is not None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nothing runs to wake
+                loop.call_soon_threadsafe(woken.set)
 
     @property
     def rate(self) -> int:
@@ -352,6 +406,8 @@ class WavSpeaker:
                     self._echo.start_speaker(start, self._rate)
                 played = 0  # samples pulled from the source: the timeline's position
                 index = 0  # the next period to play
+                self._loop, self._woken = loop, asyncio.Event()
+                busy_at = start  # when the source last had something to play
                 while True:
                     # Every period whose deadline has passed is due, the current one included:
                     # after the loop was held up, catch up as a device's buffer would.
@@ -366,13 +422,43 @@ class WavSpeaker:
                     if self._echo is not None:
                         self._echo.played(played_now)
                     self._append(file, played_now)
-                    await asyncio.sleep(max(0.0, start + index * period_s - loop.time()))
+                    now = loop.time()
+                    if not _idle(self._source):
+                        busy_at = now
+                    elif now - busy_at >= PARK_AFTER_S and await self._rest():
+                        # Rested: the periods that went by were silence (the source had
+                        # nothing), written without asking it, the current one too, as a
+                        # running speaker would have read it at its start; the next is read.
+                        silent_to = int((loop.time() - start) / period_s) + 1
+                        if silent_to > index:
+                            end = self._period_end(silent_to - 1)
+                            zeros = np.zeros(end - played, dtype=np.int16)
+                            if self._echo is not None:
+                                self._echo.played(zeros)
+                            self._append(file, zeros)
+                            played, index = end, silent_to
+                        await asyncio.sleep(max(0.0, start + index * period_s - loop.time()))
+                        continue
+                    await asyncio.sleep(max(0.0, start + index * period_s - now))
             except OSError as exc:
                 self._healthy = False
                 raise WavFileError(f"{self._path}: cannot write the speaker file ({exc})") from exc
             finally:
                 if self._healthy:
                     self._write_sizes(file)
+
+    async def _rest(self) -> bool:
+        """Wait for ``wake`` or ``REST_S``, whichever comes first; False (no rest) when sound
+        became due meanwhile."""
+        woken = self._woken
+        assert woken is not None
+        woken.clear()
+        if not _idle(self._source):  # queued between the check and the clear
+            return False
+        self.parks += 1
+        with contextlib.suppress(TimeoutError):  # the timeline catches up once a second
+            await asyncio.wait_for(woken.wait(), REST_S)
+        return True
 
     def _read(self, n: int) -> Samples:
         samples = self._source.read(n)
