@@ -116,8 +116,11 @@ def main() -> None:
                 user = user[n:]
             offset += block
             count += 1
-            aplay.stdin.write(np.clip(mix, -32768, 32767).astype("<i2").tobytes())
-            aplay.stdin.flush()
+            try:
+                aplay.stdin.write(np.clip(mix, -32768, 32767).astype("<i2").tobytes())
+                aplay.stdin.flush()
+            except BrokenPipeError:
+                break  # aplay is gone (stopped, or the card was)
     sys.exit(1)  # a side of the card went away: systemd starts the room again
 
 
