@@ -17,7 +17,7 @@ tests/e2e/test_hands_free.py).
 
 Both need the daemon to keep real time with its hearing chain on: the module first measures
 the chain's CPU per 10 ms frame in the guest (``scripts/bench_aec.py --cpu-only``) and skips,
-with the figure, above ``CHAIN_BUDGET`` of a core (under TCG here it took 50-93 %).
+with the figure, above ``CHAIN_BUDGET`` of a core (under TCG here it took 47-93 %).
 """
 
 from __future__ import annotations
@@ -52,11 +52,12 @@ SOUND = 300  # a sample this loud is sound
 BARGE_IN_LIMIT_MS = 400  # emulation: the daemon's reaction, its buffers, the card's and the ear's
 # The hearing chain's share of an emulated core (scripts/bench_aec.py --cpu-only) above which
 # the daemon cannot keep real time beside its audio streams and rigroom: then these tests are
-# skipped, with the figure. Measured 2026-12-07 under TCG on a loaded 2-core host: 84 %, and
-# then the canceller never even aligned (the reference and the mic drifted apart, playback
-# and capture ran late) while the echo went upstream as the user's voice.
+# skipped, with the figure. Measured 2026-12-07 under TCG: at 84-93 % (a loaded host) playback
+# and capture ran late; at 47 % (a quiet host) the whole turn played out in real time, and
+# still the canceller never ran (hearing.aec erle_db and latency_ms 0.0 throughout): a daemon
+# problem these tests show, not the rig's.
 # $PIAGENT_RIG_AEC_BUDGET overrides it (1 or more: run regardless).
-CHAIN_BUDGET = float(os.environ.get("PIAGENT_RIG_AEC_BUDGET", "0.4"))
+CHAIN_BUDGET = float(os.environ.get("PIAGENT_RIG_AEC_BUDGET", "0.75"))
 
 
 @pytest.fixture(scope="module")
