@@ -98,7 +98,6 @@ class Hearing:
         self._output_latency = output_latency_s
         self._taps: collections.deque[tuple[Samples, float]] = collections.deque(maxlen=_TAP_LIMIT)
         self._pending = np.zeros(0, dtype=np.int16)  # 16 kHz samples short of a 10 ms frame
-        self._pending_at = 0.0  # when the first pending sample was taken
         self.voice_overs = 0
         self.words_heard = 0
         self._sounding_until = -1.0  # clock time until which the speaker's echo may be heard
@@ -150,13 +149,14 @@ class Hearing:
             self._down = StreamResampler(mic_rate, RATE)
             self._pending = np.zeros(0, dtype=np.int16)
         audio = np.asarray(self._down.process(frame), dtype=np.int16)
-        if len(self._pending) == 0:
-            self._pending_at = now - len(audio) / RATE - self._input_latency
         self._pending = np.concatenate([self._pending, audio])
+        # Stamped afresh from the clock every time: the newest sample was taken just now, the
+        # first pending one as long before as all of them last. A stamp counted forward from
+        # an old one would carry a burst (frames delivered faster than real time, as when a
+        # device's buffer drains at start) as a lasting lead over the speaker's timeline.
+        taken_at = now - len(self._pending) / RATE - self._input_latency
         whole = len(self._pending) // FRAME_SAMPLES * FRAME_SAMPLES
         chunk, self._pending = self._pending[:whole], self._pending[whole:]
-        taken_at = self._pending_at
-        self._pending_at += whole / RATE
         cleaned, voice_over = self._cancel(chunk, taken_at)
         words = self._listen(cleaned)
         if self._echo is None:
