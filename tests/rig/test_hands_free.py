@@ -40,7 +40,22 @@ from tests.audio.test_chain import speech_like
 from tests.rig.conftest import CARD_CHANNELS, CARD_RATE, Rig, daemon_config
 from tests.rig.test_conversation import press, start
 
-pytestmark = [pytest.mark.rig, pytest.mark.timeout(600)]
+# Opt-in until the canceller converges under emulation. CI rehearsal, 2026-12-07, at 2579ab1
+# (a quiet host, the chain at 55 % of an emulated core): the canceller ran and found a delay
+# (231 ms), but ERLE stayed under 1 dB for the whole 14 s turn, and the echo reached the
+# simulator, which interrupted the agent after 4.6 s; the second test never converged. On this
+# project's x86 machine the same chain converges in about 4 s (tests/e2e/test_hands_free.py).
+# PIAGENT_RIG_HANDS_FREE=1 runs them.
+OPT_IN = os.environ.get("PIAGENT_RIG_HANDS_FREE") == "1"
+pytestmark = [
+    pytest.mark.rig,
+    pytest.mark.timeout(600),
+    pytest.mark.skipif(
+        not OPT_IN,
+        reason="opt-in (PIAGENT_RIG_HANDS_FREE=1): the canceller does not yet converge under "
+        "TCG emulation (see the comment above)",
+    ),
+]
 
 ROOM_DIR = "/var/lib/rigroom"
 SPOOL = "/run/rigroom"
