@@ -71,16 +71,19 @@ def start(rig: Rig, config: dict[str, Any]) -> None:
         time.sleep(1)
 
 
-def press(rig: Rig, command: str = "press") -> int:
-    """Send a button command straight to the control socket; CLOCK_MONOTONIC (ns) just
-    before it was sent (``piagent ctl`` would add its own start-up to the measurement)."""
+def press(rig: Rig, command: str = "press") -> tuple[int, int]:
+    """Send a button command straight to the control socket (``piagent ctl`` would add its
+    own start-up to the measurement). Returns CLOCK_MONOTONIC (ns) just before it was sent and
+    just after its answer came back: the daemon answers once it has carried the command out on
+    its event loop (a barge-in's flush included), so the flush lies between the two."""
     script = (
         "import socket, time; s = socket.socket(socket.AF_UNIX); "
         "s.connect('/run/piagent/control.sock'); t = time.monotonic_ns(); "
         f's.sendall(b\'{{"command": "{command}", "args": []}}\\n\'); '
-        "assert b'\"ok\": true' in s.recv(4096); print(t)"
+        "assert b'\"ok\": true' in s.recv(4096); print(t, time.monotonic_ns())"
     )
-    return int(rig.out("python3 -c " + shlex.quote(script)))
+    sent, answered = rig.out("python3 -c " + shlex.quote(script)).split()
+    return int(sent), int(answered)
 
 
 def play(rig: Rig, samples: np.ndarray, name: str) -> None:
@@ -225,36 +228,39 @@ def test_a_barge_in_silences_the_speaker_within_a_period(rig: Rig, sim: SimServe
         assert time.monotonic() < deadline, "the agent never spoke"
         time.sleep(0.3)
     time.sleep(2.0)
-    pressed_ns = press(rig)
+    sent_ns, answered_ns = press(rig)
     time.sleep(3.0)
     press(rig, "release")
     frames, read_ns = recording(rig, speaker_from)
     left = frames[:, 0].astype(np.int32)
-    after = read_ns >= pressed_ns
+    after = read_ns >= answered_ns
     assert after.any()
     first_after = int(np.argmax(after))
     # The last sound the ear heard: every sample after it (to the end) is silent.
     loud = np.flatnonzero(np.abs(left[first_after:]) > 0)
     last_sound = first_after + (int(loud[-1]) if len(loud) else 0)
     tail = left[last_sound + 1 :]
+    played_after_ms = (last_sound + 1 - first_after) / CARD_RATE * 1000
+    reaction_ms = (answered_ns - sent_ns) / 1e6
     print(
-        f"sound before the press: {int(np.abs(left[:first_after]).max())}; "
-        f"silence from frame {last_sound + 1}, "
-        f"{(last_sound + 1 - first_after) / CARD_RATE * 1000:.1f} ms of audio after the press "
-        f"was read; read {(read_ns[min(last_sound + 1, len(read_ns) - 1)] - pressed_ns) / 1e6:.1f}"
-        " ms after the press was sent"
+        f"sound before the press: {int(np.abs(left[:first_after]).max())}; the daemon answered "
+        f"the press {reaction_ms:.1f} ms after it was sent, having flushed; "
+        f"{played_after_ms:.1f} ms of audio read after that answer, then silence from frame "
+        f"{last_sound + 1}"
     )
     assert np.abs(left[:first_after]).max() > 1000, "nothing was playing before the press"
     assert len(tail) > CARD_RATE, "less than a second recorded after the interruption"
-    played_after_ms = (last_sound + 1 - first_after) / CARD_RATE * 1000
-    # What was already on its way when the daemon flushed: one period (20 ms) of the daemon's,
-    # plus what the loopback and the ear buffer, each at most 40 ms (the daemon's buffer and
-    # rigspeaker's --buffer-time). Before that, the press has to reach the daemon's event loop
-    # over the control socket: under TCG emulation on a busy CI host that hop alone has been
-    # measured at up to about 30 ms, so 60 ms is allowed for it. Without the flush the agent's
-    # long first message would go on for seconds.
-    pipeline_ms, reaction_ms = 20 + 40 + 40, 60
-    assert played_after_ms <= pipeline_ms + reaction_ms, (
-        f"{played_after_ms:.1f} ms played after the press; at most {pipeline_ms} ms in the "
-        f"pipeline plus {reaction_ms} ms for the press to reach the daemon"
+    # The daemon answers the press after its loop has handled it and flushed the speech, so
+    # what is heard after the answer is only what was already on its way: one period (20 ms)
+    # of the daemon's, plus what the loopback and the ear buffer, each at most 40 ms (the
+    # daemon's buffer and rigspeaker's --buffer-time). Those are counts of frames, so the
+    # emulator's stalls do not stretch them. Without the flush the long first message would go
+    # on for seconds.
+    pipeline_ms = 20 + 40 + 40
+    assert played_after_ms <= pipeline_ms, (
+        f"{played_after_ms:.1f} ms played after the daemon had flushed; at most {pipeline_ms} ms "
+        "can be in the pipeline"
     )
+    # The trip to the daemon's loop is the emulator's as much as the daemon's (a loaded CI host
+    # has stretched it from 2 to over 100 ms): bounded only against a loop that stalls.
+    assert reaction_ms < 1000, f"the press took {reaction_ms:.0f} ms to be handled"
