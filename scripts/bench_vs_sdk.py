@@ -61,7 +61,7 @@ import sys
 import threading
 import time
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +200,8 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--sdk-child"]:
 # --------------------------------------------------------------------------------------------
 # The parent: the simulator, both clients, the figures.
 
-import contextlib  # noqa: E402 - the child must not import what follows
+import collections  # noqa: E402 - the child must not import what follows
+import contextlib  # noqa: E402
 import io  # noqa: E402
 import itertools  # noqa: E402
 import platform  # noqa: E402
@@ -262,6 +263,25 @@ def cpu_seconds(pid: int) -> tuple[float, float] | None:
     return (utime + cutime) / CLK_TCK, (stime + cstime) / CLK_TCK
 
 
+def thread_stats(pid: int) -> dict[int, tuple[float, int]]:
+    """Per thread of ``pid`` (by thread id): (CPU seconds, context switches, voluntary and
+    not: its wake-ups); empty once it is gone. Native threads count as Python's do."""
+    out: dict[int, tuple[float, int]] = {}
+    try:
+        tids = [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+    except (FileNotFoundError, ProcessLookupError):
+        return out
+    for tid in tids:
+        base = f"/proc/{pid}/task/{tid}"
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # the thread ended
+            with open(f"{base}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+            with open(f"{base}/status") as status:
+                switches = sum(int(line.split()[1]) for line in status if "ctxt_switches:" in line)
+            out[tid] = ((int(fields[11]) + int(fields[12])) / CLK_TCK, switches)
+    return out
+
+
 def proc_status(pid: int) -> dict[str, int]:
     out: dict[str, int] = {}
     with (
@@ -293,6 +313,8 @@ class Timeline:
     cpu_at_metadata: tuple[float, float] | None = None  # (user, system) seconds
     cpu_at_close: tuple[float, float] | None = None
     threads_at_close: int | None = None
+    threads_at_metadata: dict[int, tuple[float, int]] = field(default_factory=dict)
+    threads_by_close: dict[int, tuple[float, int]] = field(default_factory=dict)
     _silent: bool = True
 
 
@@ -314,6 +336,7 @@ class TimedConversation(Conversation):
             timeline.metadata_at = time.monotonic()
             if timeline.pid is not None:
                 timeline.cpu_at_metadata = cpu_seconds(timeline.pid)
+                timeline.threads_at_metadata = thread_stats(timeline.pid)
         elif text.startswith('{"type":"interruption"'):
             timeline.interruptions.append(time.monotonic())
         await super()._send_text(text)
@@ -335,6 +358,7 @@ class TimedConversation(Conversation):
             timeline.closed_at = time.monotonic()
             if timeline.pid is not None:
                 timeline.cpu_at_close = cpu_seconds(timeline.pid)
+                timeline.threads_by_close = thread_stats(timeline.pid)
                 timeline.threads_at_close = proc_status(timeline.pid).get("Threads")
 
 
@@ -582,10 +606,16 @@ class Run:
     close_code: int | None
     speaker_start_error_ms: float | None = None  # SDK only: FileGrowth's estimate vs the truth
     idle_cpu_per_minute: float | None = None  # piagent only: the daemon up, no conversation
+    main_thread_cpu_s: float = 0.0  # of cpu_s: the main thread's (piagent's event loop)
+    wakeups: int = 0  # context switches of all threads over the conversation
+    profile: dict[str, float] | None = None  # --profile: share of samples per cost
 
     @property
     def cpu_per_minute(self) -> float:
         return self.cpu_s / (self.conversation_s / 60)
+
+    def per_minute(self, seconds: float) -> float:
+        return seconds / (self.conversation_s / 60)
 
 
 def figures(
@@ -608,7 +638,14 @@ def figures(
         silent = silence_after(speaker, start, at)
         silence_ms = None if silent is None else 1000 * (silent - at)
     rtts = rec.ping_rtts_ms
+    before, after = timeline.threads_at_metadata, timeline.threads_by_close
+    main_before, main_after = before.get(timeline.pid or 0), after.get(timeline.pid or 0)
+    wakeups = sum(s - before.get(tid, (0.0, 0))[1] for tid, (_, s) in after.items())
     return Run(
+        main_thread_cpu_s=(
+            main_after[0] - main_before[0] if main_before and main_after else float("nan")
+        ),
+        wakeups=wakeups,
         client=client,
         conversation_s=timeline.closed_at - timeline.metadata_at,
         cpu_s=sum(timeline.cpu_at_close) - sum(timeline.cpu_at_metadata),
@@ -629,20 +666,89 @@ def figures(
     )
 
 
+# --profile: what the innermost frame of a sample belongs to names its cost (the first match;
+# a C function counts where it was called from, so numpy called by piagent's code counts there).
+PROFILE_COSTS = (
+    ("JSON", ("json/",)),
+    ("base64", ("base64.py",)),
+    ("numpy", ("numpy/",)),
+    ("logging", ("logging/",)),
+    ("websockets (frames, socket writes)", ("websockets/",)),
+    ("event loop (asyncio, selectors: wake-ups)", ("asyncio/", "selectors.py")),
+)
+
+
+def profile_costs(raw: Path) -> dict[str, float]:
+    """Shares of the busy samples in a ``py-spy record --format raw --threads`` file, by cost:
+    ``PROFILE_COSTS``, piagent's modules by name, other threads by thread name."""
+    counts: collections.Counter[str] = collections.Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        thread = frames[0].partition(": ")[2] or frames[0]
+        if thread != "MainThread":
+            counts[f"thread {thread}"] += int(count)
+            continue
+        innermost = frames[-1]
+        cost = next((c for c, marks in PROFILE_COSTS if any(m in innermost for m in marks)), None)
+        if cost is None and "piagent/" in innermost:
+            where = innermost.rpartition("piagent/")[2].partition(":")[0]
+            cost = "piagent " + where.removesuffix(".py").replace("/", ".")
+        counts[cost or "other (" + innermost.partition(" (")[2].partition(":")[0] + ")"] += int(
+            count
+        )
+    total = sum(counts.values()) or 1
+    return {cost: n / total for cost, n in counts.most_common()}
+
+
+@contextlib.contextmanager
+def py_spy(pid: int, raw: Path | None) -> Iterator[None]:
+    """``py-spy record`` on ``pid`` while the block runs (nothing when ``raw`` is None): 100
+    samples a second, without stopping the process, idle samples left out."""
+    if raw is None:
+        yield
+        return
+    spy = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            *("record", "--nonblocking", "--threads", "--rate", "100", "--format", "raw"),
+            *("--output", str(raw), "--pid", str(pid)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file and exits
+        spy.wait(30)
+
+
 def run_piagent(
-    sim: SimServer, workdir: Path, mic: Path, script: Script, idle_s: float = 5.0
+    sim: SimServer,
+    workdir: Path,
+    mic: Path,
+    script: Script,
+    idle_s: float = 5.0,
+    profile: Path | None = None,
 ) -> Run:
-    """One conversation; then ``idle_s`` seconds with none, for the daemon's standby cost."""
+    """One conversation; then ``idle_s`` seconds with none, for the daemon's standby cost;
+    with ``profile`` (a directory), py-spy samples the daemon during the conversation."""
     index = len(sim.conversations)
     daemon = PiagentDaemon(workdir, sim, mic, "bench")
+    raw = profile / f"py-spy-{workdir.name}.txt" if profile else None
+    if profile:
+        profile.mkdir(parents=True, exist_ok=True)
     try:
         CLIENT_PID[0] = daemon.proc.pid
         daemon.wait_ready()
-        with FileGrowth(daemon.speaker) as growth:
+        with FileGrowth(daemon.speaker) as growth, py_spy(daemon.proc.pid, raw):
             daemon.ctl("press")  # held for the whole conversation: an open microphone
             rec = wait_record(sim, index, script.seconds + 30)
             status = proc_status(daemon.proc.pid)
         run = figures("piagent", rec, status.get("VmHWM", 0), daemon.speaker, growth.start)
+        if raw is not None:
+            run.profile = profile_costs(raw)
         time.sleep(1.0)  # the conversation's teardown
         before = cpu_seconds(daemon.proc.pid)
         time.sleep(idle_s)
@@ -782,7 +888,14 @@ def median_of(runs: list[Run], key: Callable[[Run], float | None]) -> float | No
 
 ROWS: list[tuple[str, Callable[[Run], float | None], str]] = [
     ("CPU s per conversation minute", lambda r: r.cpu_per_minute, "{:.2f}"),
-    ("  of which system (kernel)", lambda r: r.cpu_system_s / (r.conversation_s / 60), "{:.2f}"),
+    ("  of which system (kernel)", lambda r: r.per_minute(r.cpu_system_s), "{:.2f}"),
+    ("  of which the main thread", lambda r: r.per_minute(r.main_thread_cpu_s), "{:.2f}"),
+    (
+        "  of which other threads (native ones too)",
+        lambda r: r.per_minute(r.cpu_s - r.main_thread_cpu_s),
+        "{:.2f}",
+    ),
+    ("wake-ups (context switches) per second", lambda r: r.wakeups / r.conversation_s, "{:.0f}"),
     ("CPU s per minute idle (no conversation)", lambda r: r.idle_cpu_per_minute, "{:.2f}"),
     ("CPU s before the conversation (start-up)", lambda r: r.startup_cpu_s, "{:.2f}"),
     ("peak RSS (VmHWM), MB", lambda r: r.hwm_mb, "{:.1f}"),
@@ -847,6 +960,21 @@ def report(
         median_of(ours, lambda r: r.cpu_per_minute),
         median_of(theirs, lambda r: r.cpu_per_minute),
     )
+    profiled = [r for r in ours if r.profile]
+    if profiled and cpu_a is not None:
+        # Python's own view of the main thread and the others it knows; native threads show
+        # in the table's thread rows only.
+        costs = {c for r in profiled for c in r.profile or {}}
+        shares = {
+            c: statistics.mean((r.profile or {}).get(c, 0.0) for r in profiled) for c in costs
+        }
+        lines += [
+            "",
+            f"| where piagent's CPU went (py-spy, {len(profiled)} runs) | share | CPU s/min |",
+            "|---|---|---|",
+        ]
+        for cost, share in sorted(shares.items(), key=lambda item: -item[1]):
+            lines.append(f"| {cost} | {100 * share:.1f} % | {share * cpu_a:.3f} |")
     per_a, per_b = (
         median_of(ours, lambda r: r.chunk_ms_median),
         median_of(theirs, lambda r: r.chunk_ms_median),
@@ -892,6 +1020,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presses", type=int, default=5, help="press-latency rounds (5)")
     parser.add_argument("--quick", action="store_true", help="one short run each (CI smoke)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    parser.add_argument(
+        "--only", choices=("piagent", "sdk"), help="run one client only (no ratios then)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample piagent with py-spy during each conversation, keep the samples in DIR, "
+        "print where its CPU went",
+    )
     args = parser.parse_args(argv)
     runs_each, turns, rounds = (1, 2, 1) if args.quick else (args.runs, args.turns, args.presses)
     idle_s = 2.0 if args.quick else 5.0
@@ -917,11 +1055,11 @@ def main(argv: list[str] | None = None) -> int:
             bench_sim = SimServer([AgentDefinition(agent_id="bench")], script.scenario)
             with bench_sim.run_in_thread() as sim:
                 for i in range(runs_each):
-                    for client in ("piagent", "sdk"):
+                    for client in [args.only] if args.only else ("piagent", "sdk"):
                         workdir = Path(tmp) / f"{client}-{i + 1}"
                         workdir.mkdir()
                         if client == "piagent":
-                            run = run_piagent(sim, workdir, mic, script, idle_s)
+                            run = run_piagent(sim, workdir, mic, script, idle_s, args.profile)
                         else:
                             run = run_sdk(sim, workdir, mic, script)
                         check_run(run, script)
@@ -933,7 +1071,7 @@ def main(argv: list[str] | None = None) -> int:
                         )
             press_dir = Path(tmp) / "press"
             press_dir.mkdir()
-            presses = press_phase(press_dir, rounds)
+            presses = press_phase(press_dir, rounds) if rounds else {"cold": [], "warm": []}
         except BenchFailed as exc:
             print(f"bench failed: {exc}", file=sys.stderr)
             return 2
