@@ -21,6 +21,8 @@ from piagent.tools import CommandTool, PythonTool, ToolRegistry
 
 logger = logging.getLogger(__name__)
 
+SPEAKER_PERIOD_MS = 20  # the WAV speaker's period, as a sound card's
+
 
 class InputDevice(Protocol):
     """What the daemon needs of a microphone (PyAudio or WAV)."""
@@ -64,7 +66,17 @@ def build_audio(config: Config) -> Audio:
         playback = Playback(
             rate, jitter_ms=audio.output.jitter_ms, volume=audio.output.volume, store=store
         )
-        wav_speaker = WavSpeaker(audio.output.file, rate, playback, echo=echo)
+        # One clock for both files when their periods agree, as one sound card's serves
+        # capture and playback: one wake-up a period instead of two.
+        clocked = wav_mic if audio.input.chunk_ms == SPEAKER_PERIOD_MS else None
+        wav_speaker = WavSpeaker(
+            audio.output.file,
+            rate,
+            playback,
+            period_ms=SPEAKER_PERIOD_MS,
+            echo=echo,
+            microphone=clocked,
+        )
         playback.when_audible = wav_speaker.wake  # a resting speaker plays at once
         return Audio(
             mic=wav_mic,

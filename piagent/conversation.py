@@ -205,11 +205,16 @@ class Conversation:
     def send_audio(self, samples: Samples) -> None:
         """One microphone frame (int16 mono at ``source_rate``)."""
         session = self.session
-        if session is None or self._up is None or not session.can_send_audio:
+        up = self._up
+        if session is None or up is None or not session.can_send_audio:
             return
         fmt = session.input_format
         assert fmt is not None  # set together with ``_up``
-        session.send_audio(encode_audio(self._up.process(samples), fmt))
+        # At the input format's rate already (the usual 16 kHz microphone), int16 frames go
+        # as they are: a pass-through resampler would only copy them.
+        if up.design is not None or samples.dtype != np.int16:
+            samples = cast(Samples, up.process(samples))
+        session.send_audio(encode_audio(samples, fmt))
         self.flush()
 
     def set_source_rate(self, rate: int) -> None:

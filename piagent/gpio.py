@@ -267,15 +267,26 @@ class StatusLeds:
             case "rgb":
                 self._show_rgb(pattern)
 
+    @property
+    def shows_vad(self) -> bool:
+        """Whether ``set_vad`` changes anything now: a pwm or rgb LED showing ``listening``
+        with a solid pattern (the server's scores come ten times a second)."""
+        pattern = self._config.patterns.get(self._state)
+        return (
+            not self._closed
+            and self._state == "listening"
+            and pattern is not None
+            and pattern.mode == "solid"
+            and self._kind in ("pwm", "rgb")
+        )
+
     def set_vad(self, score: float) -> None:
         """The server's voice-activity score (0-1): while listening, with a solid pattern on
         a pwm or rgb LED, brightness follows it (``VAD_FLOOR`` of the pattern's at 0, all of
         it at 1). Plain LEDs and other states ignore it."""
         score = min(1.0, max(0.0, score))
         pattern = self._config.patterns.get(self._state)
-        if self._closed or self._state != "listening" or pattern is None:
-            return
-        if pattern.mode != "solid" or self._kind not in ("pwm", "rgb"):
+        if not self.shows_vad or pattern is None:
             return
         scale = VAD_FLOOR + (1.0 - VAD_FLOOR) * score
         if self._kind == "pwm":

@@ -31,6 +31,7 @@ from gpiozero.exc import GPIOZeroError
 from piagent.appliance import State
 from piagent.appliance.commands import PlayEarcon, StateEntered
 from piagent.assembly import Audio, build_audio, build_tools, rate_or
+from piagent.audio.codecs import Samples
 from piagent.audio.earcons import EarconKind
 from piagent.audio.filtercache import FilterCache, cache_dir, prepare_filters, rate_pairs
 from piagent.audio.resample import use_coefficient_store
@@ -191,7 +192,7 @@ class Daemon:
                 self._notifier.status(self._status_line())
             case PlayEarcon(kind=kind):
                 self.earcon(kind)
-            case VadLevel():
+            case VadLevel() if self.leds.shows_vad:
                 self._leds_changed.set()
             case _:
                 pass
@@ -331,23 +332,35 @@ class Daemon:
         )
 
     async def _pump_microphone(self) -> None:
-        loop = asyncio.get_running_loop()
+        mic = self.audio.mic
+        if isinstance(mic, WavMicrophone) and mic.clocked:
+            # The WAV speaker's clock hands each frame over as it is captured, in the same
+            # wake-up as its own period: no timer and no task switch of the microphone's.
+            mic.when_frame = self._on_frame
+            try:
+                await asyncio.Event().wait()  # until cancelled
+            finally:
+                mic.when_frame = None
+        async for frame in mic.frames():
+            self._on_frame(frame)
+
+    def _on_frame(self, frame: Samples) -> None:
+        """One microphone frame: the hearing chain when there is one, then the client."""
+        self._last_frame = time.monotonic()  # the loop's clock
+        rate = self.audio.mic.rate
         hearing = self.hearing
-        async for frame in self.audio.mic.frames():
-            self._last_frame = loop.time()
-            rate = self.audio.mic.rate
-            if hearing is not None:
-                heard = hearing.hear(frame, rate)
-                for detection in heard.words:
-                    self.client.heard_word(detection.word)
-                if heard.voice_over:
-                    self.client.voice_over()
-                frame, rate = heard.frame, heard.rate
-                if len(frame) == 0:
-                    continue
-            if rate != self.client.source_rate:
-                self.client.source_rate = rate
-            self.client.feed(frame)
+        if hearing is not None:
+            heard = hearing.hear(frame, rate)
+            for detection in heard.words:
+                self.client.heard_word(detection.word)
+            if heard.voice_over:
+                self.client.voice_over()
+            frame, rate = heard.frame, heard.rate
+            if len(frame) == 0:
+                return
+        if rate != self.client.source_rate:
+            self.client.source_rate = rate
+        self.client.feed(frame)
 
     def _set_mic_wanted(self, wanted: bool) -> None:
         mic = self.audio.mic

@@ -31,6 +31,7 @@ from websockets.exceptions import (
     InvalidStatus,
     InvalidURI,
 )
+from websockets.protocol import State
 
 from piagent.errors import PiagentError
 from piagent.protocol.session import Ending, EndReason, Session, SessionEvent
@@ -222,6 +223,14 @@ class Link:
         frames = self.session.data_to_send()
         if not frames:
             return
+        if not self._backlog and self._writable():
+            # The common case, 50 times a second: nothing waits and the socket takes more now,
+            # so the frames go out at once, without a round trip through the writer task.
+            protocol = self._ws.protocol
+            for frame in frames:
+                protocol.send_text(frame.encode())
+            self._ws.send_data()
+            return
         self._backlog.extend(frames)
         excess = len(self._backlog) - self._max_backlog
         if excess > 0:
@@ -234,6 +243,19 @@ class Link:
                     kept.append(frame)
             self._backlog = kept
         self._wake.set()
+
+    def _writable(self) -> bool:
+        """Whether a frame may be written now, as ``send`` would: the connection open, no
+        send in progress, no close begun, and the transport neither closing nor asking
+        writers to wait (flow control)."""
+        ws = self._ws
+        return (
+            not self._closing
+            and ws.protocol.state is State.OPEN
+            and ws.send_in_progress is None
+            and not ws.paused
+            and not ws.transport.is_closing()
+        )
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Send our close frame after whatever is queued (safe to cancel)."""

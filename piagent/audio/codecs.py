@@ -83,6 +83,8 @@ def decode_pcm16(data: bytes) -> Samples:
 
 def encode_pcm16(samples: npt.ArrayLike) -> bytes:
     """Samples (clipped to int16) to little-endian 16-bit PCM bytes."""
+    if isinstance(samples, np.ndarray) and samples.dtype == _PCM16_LE:
+        return samples.tobytes()  # the 20 ms path: int16 frames on a little-endian machine
     return to_int16(samples).astype(_PCM16_LE, copy=False).tobytes()
 
 

@@ -1,9 +1,10 @@
 """The ``wav`` audio backend: a WAV-file microphone and speaker, paced in real time.
 
-Owns the promise interface.md makes for ``audio.backend: wav``. ``WavMicrophone`` reads a 16-bit
-mono WAV at any rate and yields ``chunk_ms`` frames on the event loop's clock, then silence
-forever, as a capture device would. ``WavSpeaker`` is a task that pulls one period from its
-source (a ``Playback``) every period and appends it to a 16-bit mono WAV: a timeline, with
+Owns the promise interface.md makes for ``audio.backend: wav``. ``WavMicrophone`` (in
+``audio.wavmic``) reads a 16-bit mono WAV at any rate and yields ``chunk_ms`` frames on the
+event loop's clock, then silence forever, as a capture device would. ``WavSpeaker`` pulls one
+period from its source (a ``Playback``) every period, in a timer callback on the event loop
+(``run`` starts the chain and waits), and appends it to a 16-bit mono WAV: a timeline, with
 silence written whenever nothing plays, so a sample's position in the file is the moment it was
 played and what a flush drops is never written. The header's sizes are rewritten after every
 append (data first, then header, then flush), so the file is valid WAV whenever the daemon is
@@ -14,12 +15,16 @@ drift: after the loop was held up they catch up at once, as a device's buffer wo
 satisfy the same small shapes as the PyAudio devices (``rate``, ``name``, ``healthy``, and
 ``frames()`` or ``run()``), so the service picks a backend in one place.
 
-``WavEchoPath`` (``audio.input.echo``) lets the microphone hear the speaker: the speaker hands it
-every sample it plays, the path runs them through a simulated room (``room.Room``: delay, gain,
-impulse response, soft clipping) at the microphone's rate, and the microphone adds what it
-hears to each frame. Both sides place samples on the loop's clock (the speaker's sample 0 at its
-``start_time``, the microphone's frame ``k`` at its start plus ``k`` periods), fixing the offset
-between the two timelines once, in whole samples, so the echo is sample-aligned and never drifts.
+One clock. A speaker made with ``microphone=`` clocks it, as one sound card's clock serves
+capture and playback: each of its ticks writes the period due and hands the microphone's
+captured frames to ``when_frame``, so a conversation costs one wake-up a period, not two, and
+no task switch for the frames. The clock ticks while the microphone is wanted or sound plays;
+while nothing has played for ``PARK_AFTER_S`` the silence going by is written ``REST_S`` at a
+time, and with the microphone unwanted too the speaker rests (no ticks at all).
+
+``WavEchoPath`` (``audio.input.echo``, in ``audio.wavecho``) lets the microphone hear the
+speaker: the speaker hands it every sample it plays and the microphone adds what it hears to
+each frame.
 
 No threads: everything runs on the event loop. The file writes are a few hundred bytes per
 period to a local file, small enough not to need an executor. Imports numpy, the standard
@@ -33,18 +38,14 @@ import contextlib
 import logging
 import os
 import struct
-import wave
-from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from piagent.audio.codecs import Samples, decode_pcm16, encode_pcm16
-from piagent.audio.levels import apply_gain
-from piagent.audio.resample import StreamResampler
-from piagent.audio.room import Room, load_impulse_response
-from piagent.errors import PiagentError
+from piagent.audio.codecs import Samples, encode_pcm16
+from piagent.audio.wavecho import WavEchoPath, WavFileError
+from piagent.audio.wavmic import EARLY_S, WavMicrophone, read_wav
 
 __all__ = [
     "SampleSource",
@@ -73,10 +74,6 @@ def _idle(source: object) -> bool:
     return bool(getattr(source, "is_idle", False))
 
 
-class WavFileError(PiagentError):
-    """A WAV file the ``wav`` backend cannot use; the message names the file and the fix."""
-
-
 class SampleSource(Protocol):
     """What a speaker plays from (``Playback`` is one)."""
 
@@ -85,250 +82,14 @@ class SampleSource(Protocol):
         ...
 
 
-def read_wav(path: Path) -> tuple[Samples, int]:
-    """The samples and rate (Hz) of a 16-bit mono PCM WAV; ``WavFileError`` otherwise."""
-    fix = f"convert it with: sox '{path}' -b 16 -c 1 -e signed-integer converted.wav"
-    try:
-        with wave.open(str(path), "rb") as wav:
-            channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
-            if channels != 1 or width != 2:
-                raise WavFileError(
-                    f"{path}: need 16-bit mono PCM, got {8 * width}-bit with {channels} "
-                    f"channel(s); {fix}"
-                )
-            data = wav.readframes(wav.getnframes())
-    except wave.Error as exc:
-        raise WavFileError(f"{path}: not a 16-bit PCM WAV file ({exc}); {fix}") from exc
-    except EOFError as exc:
-        raise WavFileError(f"{path}: truncated WAV header; {fix}") from exc
-    except OSError as exc:
-        raise WavFileError(f"{path}: cannot read the WAV file ({exc.strerror or exc})") from exc
-    return decode_pcm16(data), rate
-
-
-class WavEchoPath:
-    """What the microphone (at ``rate`` Hz) hears of what the speaker played: the simulated
-    room of ``audio.input.echo`` between a ``WavSpeaker`` and a ``WavMicrophone``.
-
-    ``delay_ms``, ``gain_db`` and ``drive`` are ``room.Room``'s; ``impulse_response`` a WAV
-    file of the room's response (resampled to ``rate``; ``WavFileError`` if unusable). Echo
-    the microphone has not taken within ``keep_s`` seconds is dropped.
-    """
-
-    def __init__(
-        self,
-        rate: int,
-        *,
-        delay_ms: float = 50.0,
-        gain_db: float = -10.0,
-        impulse_response: Path | str | None = None,
-        drive: float = 0.0,
-        keep_s: float = 5.0,
-    ) -> None:
-        response = None
-        if impulse_response is not None:
-            try:
-                response = load_impulse_response(impulse_response, rate)
-            except ValueError as exc:
-                raise WavFileError(str(exc)) from exc
-        self._room = Room(
-            rate, delay_ms=delay_ms, gain_db=gain_db, impulse_response=response, drive=drive
-        )
-        self._rate = rate
-        self._keep = int(keep_s * rate)
-        self._start: float | None = None  # the speaker's start_time
-        self._resampler: StreamResampler | None = None
-        self._echo = np.zeros(0, dtype=np.int16)  # heard samples from index ``_base`` on
-        self._base = 0
-
-    @property
-    def rate(self) -> int:
-        return self._rate
-
-    def start_speaker(self, start_time: float, rate: int) -> None:
-        """The speaker's timeline begins: its sample 0 plays at ``start_time`` (loop time)."""
-        self._start = start_time
-        self._resampler = StreamResampler(rate, self._rate)
-        self._echo = np.zeros(0, dtype=np.int16)
-        self._base = 0
-
-    def played(self, samples: Samples) -> None:
-        """The speaker played ``samples``, next on its timeline."""
-        if self._resampler is None:
-            return
-        heard = self._room.process(self._resampler.process(samples))
-        self._echo = np.concatenate([self._echo, heard])
-        excess = len(self._echo) - self._keep
-        if excess > 0:
-            self._echo = self._echo[excess:]
-            self._base += excess
-
-    def heard(self, capture_start: float, index: int, n: int) -> Samples:
-        """The ``n`` echo samples in the microphone's samples ``index`` on, counted from
-        ``capture_start`` (loop time): silence before the speaker started or past what it has
-        played so far."""
-        out = np.zeros(n, dtype=np.int16)
-        if self._start is None:
-            return out
-        # Echo sample i reaches the mic at start + i / rate (the resampler keeps sample
-        # positions; it only holds its last few back). The offset is fixed once per pair of
-        # starts, so consecutive frames stay contiguous.
-        first = round((capture_start - self._start) * self._rate) + index
-        lo, hi = max(first, self._base), min(first + n, self._base + len(self._echo))
-        if lo < hi:
-            out[lo - first : hi - first] = self._echo[lo - self._base : hi - self._base]
-        if lo > self._base:  # the microphone reads forward: drop what it has passed
-            drop = min(lo, self._base + len(self._echo)) - self._base
-            self._echo = self._echo[drop:]
-            self._base += drop
-        return out
-
-
-class WavMicrophone:
-    """A microphone that plays a WAV file into the daemon in real time, then silence.
-
-    ``chunk_ms`` is the frame length in ms; ``gain_db`` a software gain, as the PyAudio mic's;
-    ``clock`` is the running loop's ``time`` unless a test injects another (seconds; with
-    ``echo`` it must be the speaker's clock, the loop's). The file is read (and checked) when
-    the microphone is made. ``echo`` (at the file's rate) adds what the speaker played, heard
-    through a simulated room, before the gain.
-    """
-
-    def __init__(
-        self,
-        path: Path | str,
-        *,
-        chunk_ms: int = 20,
-        gain_db: float = 0.0,
-        clock: Callable[[], float] | None = None,
-        echo: WavEchoPath | None = None,
-    ) -> None:
-        if chunk_ms <= 0:
-            raise ValueError(f"chunk_ms must be positive, got {chunk_ms}")
-        self._path = Path(path)
-        self._samples, self._rate = read_wav(self._path)
-        self._chunk_ms = chunk_ms
-        self._gain_db = gain_db
-        self._clock = clock
-        self._echo: WavEchoPath | None = None
-        self.echo = echo
-        self._frames = 0  # frames delivered so far, across calls to frames()
-        self._clipped = 0
-        self._wanted = True
-        self._wanted_event: asyncio.Event | None = None  # made on the loop by frames()
-
-    @property
-    def wanted(self) -> bool:
-        """Whether anyone needs the frames now. While not, ``frames`` rests (no timer, no
-        wake-up) and the file plays on unheard, as a real microphone's samples go by when
-        nobody reads them; once wanted again it resumes at the frame being captured."""
-        return self._wanted
-
-    @wanted.setter
-    def wanted(self, wanted: bool) -> None:
-        self._wanted = wanted
-        if wanted and self._wanted_event is not None:
-            self._wanted_event.set()
-
-    @property
-    def rate(self) -> int:
-        """The file's sample rate (Hz): the rate of every frame."""
-        return self._rate
-
-    @property
-    def name(self) -> str:
-        return str(self._path)
-
-    @property
-    def healthy(self) -> bool:
-        """Always True: a file does not fail once read."""
-        return True
-
-    @property
-    def echo(self) -> WavEchoPath | None:
-        """The echo path this microphone hears (None: only its file). Settable, so a path
-        can be made at the file's ``rate`` once the microphone has read it."""
-        return self._echo
-
-    @echo.setter
-    def echo(self, path: WavEchoPath | None) -> None:
-        if path is not None and path.rate != self._rate:
-            raise ValueError(f"the echo path runs at {path.rate} Hz, the file at {self._rate} Hz")
-        self._echo = path
-
-    @property
-    def overruns(self) -> int:
-        """Always 0: frames are made on demand, so none are lost."""
-        return 0
-
-    @property
-    def clipped(self) -> int:
-        """Samples clipped by ``gain_db`` so far."""
-        return self._clipped
-
-    @property
-    def duration_s(self) -> float:
-        """The file's length in seconds (silence follows)."""
-        return len(self._samples) / self._rate
-
-    def _span(self, index: int, frames: int) -> int:
-        """Samples in ``frames`` frames from frame ``index`` on."""
-        per = self._chunk_ms * self._rate
-        return (index + frames) * per // 1000 - index * per // 1000
-
-    def _frame(self, index: int, echo: tuple[float, int] | None = None) -> Samples:
-        """Frame ``index`` (from 0): the file's samples in it, zero-padded past the end, plus
-        the echo heard at ``echo`` (capture start, sample index from it) when there is a path."""
-        start = index * self._chunk_ms * self._rate // 1000
-        end = (index + 1) * self._chunk_ms * self._rate // 1000
-        frame = np.zeros(end - start, dtype=np.int16)
-        if start < len(self._samples):
-            part = self._samples[start:end]
-            frame[: len(part)] = part
-        if self._echo is not None and echo is not None:
-            heard = self._echo.heard(echo[0], echo[1], len(frame)).astype(np.int32)
-            frame = np.clip(frame.astype(np.int32) + heard, -32768, 32767).astype(np.int16)
-        if self._gain_db != 0.0:
-            frame, clipped = apply_gain(frame, self._gain_db)
-            self._clipped += clipped
-        return frame
-
-    async def frames(self) -> AsyncGenerator[Samples, None]:
-        """Frames of ``chunk_ms``, each delivered once it has been "captured": frame ``k`` of
-        this call at ``start + (k + 1) * chunk_ms``. Endless; cancel or close to stop."""
-        clock = self._clock or asyncio.get_running_loop().time
-        chunk_s = self._chunk_ms / 1000
-        start = clock()
-        count = 0
-        captured = 0  # samples of this call so far: where the echo path reads next
-        self._wanted_event = wanted = asyncio.Event()
-        while True:
-            if not self._wanted:
-                wanted.clear()
-                await wanted.wait()
-                # Resume with the frame being captured now; those in between went by unheard.
-                now_count = max(count, int((clock() - start) / chunk_s))
-                skipped = now_count - count
-                captured += self._span(self._frames, skipped)
-                self._frames += skipped
-                count = now_count
-            count += 1
-            delay = start + count * chunk_s - clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            frame = self._frame(self._frames, (start, captured))
-            captured += len(frame)
-            self._frames += 1
-            yield frame
-
-
 class WavSpeaker:
     """A speaker that writes what it plays, silence included, to a WAV file in real time.
 
     Every ``period_ms`` (absolute deadlines on the loop's clock) ``run`` pulls one period of
     ``rate`` Hz samples from ``source`` and appends it to ``path``, which it creates (with its
     parent directories) or overwrites at start. With ``echo``, every sample played is also
-    handed to that path, for a microphone to hear.
+    handed to that path, for a microphone to hear; with ``microphone``, each tick also
+    delivers that microphone's captured frames (see the module docstring: one clock).
     """
 
     def __init__(
@@ -339,6 +100,7 @@ class WavSpeaker:
         *,
         period_ms: int = 20,
         echo: WavEchoPath | None = None,
+        microphone: WavMicrophone | None = None,
     ) -> None:
         if rate <= 0 or period_ms <= 0:
             raise ValueError(f"rate and period_ms must be positive, got {rate}, {period_ms}")
@@ -347,21 +109,34 @@ class WavSpeaker:
         self._source = source
         self._period_ms = period_ms
         self._echo = echo
+        self._mic = microphone
         self._healthy = True
         self._start_time: float | None = None
         self._written = 0  # samples in the file
         self._full = False  # the file reached the format's 4 GiB limit
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._woken: asyncio.Event | None = None
         self.parks = 0  # times the speaker rested
+        self._resting = False  # no ticks until ``wake`` or REST_S: ``wake`` has work to do
+        # The timeline while ``run`` runs (see ``_tick``).
+        self._file: BinaryIO | None = None
+        self._played = 0  # samples pulled from the source: the timeline's position
+        self._index = 0  # the next period to play
+        self._busy_at = 0.0  # when the source last had something to play
+        self._deferred = False  # silent periods before ``_index`` are still to be written
+        self._timer: asyncio.TimerHandle | None = None
+        self._failed: asyncio.Future[None] | None = None
 
     def wake(self) -> None:
         """Sound is due (the source's ``when_audible``): a resting speaker plays on at once.
         From any thread."""
-        loop, woken = self._loop, self._woken
-        if loop is not None and woken is not None:
+        loop = self._loop
+        # Only a resting speaker needs waking (a running one reads the source next period):
+        # each call_soon_threadsafe writes to the loop's self-pipe, an extra wake-up of its
+        # own, and the agent's audio comes ten times a second. A rest is marked before the
+        # source is looked at, so sound queued before this check is seen there.
+        if loop is not None and self._resting:
             with contextlib.suppress(RuntimeError):  # a closed loop: nothing runs to wake
-                loop.call_soon_threadsafe(woken.set)
+                loop.call_soon_threadsafe(self._end_rest)
 
     @property
     def rate(self) -> int:
@@ -391,74 +166,144 @@ class WavSpeaker:
         return (index + 1) * self._period_ms * self._rate // 1000
 
     async def run(self) -> None:
-        """Write the timeline until cancelled; the file is complete when this returns."""
+        """Write the timeline until cancelled; the file is complete when this returns.
+
+        The periods are written by a chain of timer callbacks (``_tick``), not by this task:
+        one callback a period, no future, no task switch."""
         loop = asyncio.get_running_loop()
-        period_s = self._period_ms / 1000
         try:
             file = self._create()
         except OSError as exc:
             self._healthy = False
             raise WavFileError(f"{self._path}: cannot create the speaker file ({exc})") from exc
         with file:
+            start = self._start_time = loop.time()
+            if self._echo is not None:
+                self._echo.start_speaker(start, self._rate)
+            if self._mic is not None:
+                self._mic.clock_with(start, self.wake)
+            self._loop, self._file, self._failed = loop, file, loop.create_future()
+            self._played = self._index = 0
+            self._busy_at, self._deferred = start, False
             try:
-                start = self._start_time = loop.time()
-                if self._echo is not None:
-                    self._echo.start_speaker(start, self._rate)
-                played = 0  # samples pulled from the source: the timeline's position
-                index = 0  # the next period to play
-                self._loop, self._woken = loop, asyncio.Event()
-                busy_at = start  # when the source last had something to play
-                while True:
-                    # Every period whose deadline has passed is due, the current one included:
-                    # after the loop was held up, catch up as a device's buffer would.
-                    due = int((loop.time() - start) / period_s) + 1
-                    chunks: list[Samples] = []
-                    while index < due:
-                        end = self._period_end(index)
-                        chunks.append(self._read(end - played))
-                        played = end
-                        index += 1
-                    played_now = np.concatenate(chunks)
-                    if self._echo is not None:
-                        self._echo.played(played_now)
-                    self._append(file, played_now)
-                    now = loop.time()
-                    if not _idle(self._source):
-                        busy_at = now
-                    elif now - busy_at >= PARK_AFTER_S and await self._rest():
-                        # Rested: the periods that went by were silence (the source had
-                        # nothing), written without asking it, the current one too, as a
-                        # running speaker would have read it at its start; the next is read.
-                        silent_to = int((loop.time() - start) / period_s) + 1
-                        if silent_to > index:
-                            end = self._period_end(silent_to - 1)
-                            zeros = np.zeros(end - played, dtype=np.int16)
-                            if self._echo is not None:
-                                self._echo.played(zeros)
-                            self._append(file, zeros)
-                            played, index = end, silent_to
-                        await asyncio.sleep(max(0.0, start + index * period_s - loop.time()))
-                        continue
-                    await asyncio.sleep(max(0.0, start + index * period_s - now))
+                self._tick()
+                await self._failed  # only a tick's error ends it; cancelling stops it
             except OSError as exc:
                 self._healthy = False
                 raise WavFileError(f"{self._path}: cannot write the speaker file ({exc})") from exc
             finally:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer, self._resting, self._file = None, False, None
                 if self._healthy:
+                    if self._deferred:  # the silence up to now: the file ends as it stops
+                        with contextlib.suppress(OSError):
+                            self._append_silence(file, self._due(loop.time()))
                     self._write_sizes(file)
 
-    async def _rest(self) -> bool:
-        """Wait for ``wake`` or ``REST_S``, whichever comes first; False (no rest) when sound
-        became due meanwhile."""
-        woken = self._woken
-        assert woken is not None
-        woken.clear()
-        if not _idle(self._source):  # queued between the check and the clear
+    def _due(self, now: float) -> int:
+        """Periods due by ``now``: every one whose deadline has passed, the current one
+        included (after the loop was held up, they catch up as a device's buffer would)."""
+        assert self._start_time is not None
+        return int((now - self._start_time + EARLY_S) * 1000 / self._period_ms) + 1
+
+    def _deadline(self, index: int) -> float:
+        assert self._start_time is not None
+        return self._start_time + index * self._period_ms / 1000
+
+    def _tick(self) -> None:
+        """One period's work, then the next tick (or a rest); an error ends ``run``."""
+        loop, failed = self._loop, self._failed
+        assert loop is not None and failed is not None
+        try:
+            rest = self._step(loop.time())
+        except Exception as exc:
+            if not failed.done():
+                failed.set_exception(exc)
+            return
+        if rest:
+            self._timer = loop.call_later(REST_S, self._end_rest)
+        else:
+            self._timer = loop.call_at(self._deadline(self._index), self._tick)
+
+    def _step(self, now: float) -> bool:
+        """Write what is due, deliver the microphone's frames; True to rest."""
+        file, mic = self._file, self._mic
+        assert file is not None
+        due = self._due(now)
+        idle = _idle(self._source)
+        if not idle:
+            self._busy_at = now
+        if idle and now - self._busy_at >= PARK_AFTER_S:
+            # Nothing to play for a while: the silence that goes by is written a rest at a time
+            # (the file stays a timeline, at most REST_S behind; the source is not asked, as
+            # while resting), and the clock ticks on for a microphone.
+            self._deferred = True
+            if (due - self._index) * self._period_ms >= REST_S * 1000:
+                self._append_silence(file, due)
+        else:
+            if self._deferred:  # sound again: what went by was silence, this one is read
+                self._append_silence(file, due - 1)
+                self._deferred = False
+            self._play(file, due)
+        self._index = max(self._index, due)
+        if mic is not None:
+            mic.deliver_due(now)  # what was captured meanwhile
+        if now - self._busy_at < PARK_AFTER_S or (mic is not None and mic.wanted):
+            return False
+        self._resting = True  # before the source is looked at again: see ``wake``
+        if not _idle(self._source):
+            self._resting = False
             return False
         self.parks += 1
-        with contextlib.suppress(TimeoutError):  # the timeline catches up once a second
-            await asyncio.wait_for(woken.wait(), REST_S)
         return True
+
+    def _end_rest(self) -> None:
+        """``wake`` or REST_S after resting: the periods that went by were silence (the source
+        had nothing), written without asking it, the current one too, as a running speaker
+        would have read it at its start; the next is read at its deadline."""
+        loop, file = self._loop, self._file
+        if not self._resting or loop is None or file is None:
+            return
+        self._resting = False
+        if self._timer is not None:
+            self._timer.cancel()
+        try:
+            self._append_silence(file, self._due(loop.time()))
+        except OSError as exc:
+            if self._failed is not None and not self._failed.done():
+                self._failed.set_exception(exc)
+            return
+        self._deferred = False
+        self._timer = loop.call_at(self._deadline(self._index), self._tick)
+
+    def _play(self, file: BinaryIO, due: int) -> None:
+        """Read the periods from ``_index`` up to ``due`` from the source and append them."""
+        if self._index >= due:
+            return
+        chunks: list[Samples] = []
+        played, index = self._played, self._index
+        while index < due:
+            end = self._period_end(index)
+            chunks.append(self._read(end - played))
+            played = end
+            index += 1
+        self._played, self._index = played, index
+        played_now = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        if self._echo is not None:
+            self._echo.played(played_now)
+        self._append(file, played_now)
+
+    def _append_silence(self, file: BinaryIO, to: int) -> None:
+        """Append silence up to the end of period ``to - 1`` without asking the source."""
+        end = self._period_end(to - 1)
+        if end > self._played:
+            zeros = np.zeros(end - self._played, dtype=np.int16)
+            if self._echo is not None:
+                self._echo.played(zeros)
+            self._append(file, zeros)
+            self._played = end
+        self._index = max(self._index, to)
 
     def _read(self, n: int) -> Samples:
         samples = self._source.read(n)
