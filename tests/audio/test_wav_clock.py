@@ -7,6 +7,8 @@ spans; no timing is asserted beyond what the frames' contents say."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -22,29 +24,41 @@ RATE = 16000
 CHUNK = 320  # 20 ms
 
 
-def clocked_pair(tmp_path: Path, seconds: float) -> tuple[WavMicrophone, WavSpeaker, Samples]:
+def clocked_pair(
+    tmp_path: Path, seconds: float
+) -> tuple[WavMicrophone, WavSpeaker, Samples, list[Samples]]:
+    """A microphone playing a ramp, the speaker that clocks it, the ramp, and the list the
+    microphone's frames are handed to."""
     samples = ramp(int(RATE * seconds))
     mic = WavMicrophone(write_wav(tmp_path / "mic.wav", samples, RATE))
     playback = Playback(RATE, jitter_ms=0)
     speaker = WavSpeaker(tmp_path / "speaker.wav", RATE, playback, microphone=mic)
-    playback.when_audible = speaker.wake
-    return mic, speaker, samples
+    frames: list[Samples] = []
+    mic.when_frame = frames.append
+    return mic, speaker, samples, frames
+
+
+@contextlib.asynccontextmanager
+async def running(speaker: WavSpeaker) -> AsyncIterator[None]:
+    """The speaker's ``run`` for the block; cancelled at its end, as the daemon stops it."""
+    task = asyncio.create_task(speaker.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
 
 def test_the_speaker_hands_over_the_microphones_frames_whole_and_in_order(
     tmp_path: Path,
 ) -> None:
-    mic, speaker, samples = clocked_pair(tmp_path, 2.0)
-    frames: list[Samples] = []
-    mic.when_frame = frames.append
+    mic, speaker, samples, frames = clocked_pair(tmp_path, 2.0)
 
     async def main() -> None:
-        task = asyncio.create_task(speaker.run())
-        await asyncio.sleep(0.5)
-        assert mic.clocked
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running(speaker):
+            await asyncio.sleep(0.5)
+            assert mic.clocked
 
     run(main())
     assert len(frames) >= 10, f"only {len(frames)} frames in 0.5 s"
@@ -57,23 +71,18 @@ def test_the_speaker_hands_over_the_microphones_frames_whole_and_in_order(
 def test_a_clocked_microphone_nobody_wants_gets_nothing_then_resumes_where_the_file_is(
     tmp_path: Path,
 ) -> None:
-    mic, speaker, samples = clocked_pair(tmp_path, 3.0)
-    frames: list[Samples] = []
-    mic.when_frame = frames.append
+    mic, speaker, samples, frames = clocked_pair(tmp_path, 3.0)
 
     async def main() -> None:
-        task = asyncio.create_task(speaker.run())
-        await asyncio.sleep(0.2)
-        mic.wanted = False
-        await asyncio.sleep(0.02)  # a tick may be on its way
-        heard = len(frames)
-        await asyncio.sleep(0.5)
-        assert len(frames) == heard, "a microphone nobody wants was handed frames"
-        mic.wanted = True
-        await asyncio.sleep(0.2)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running(speaker):
+            await asyncio.sleep(0.2)
+            mic.wanted = False
+            await asyncio.sleep(0.02)  # a tick may be on its way
+            heard = len(frames)
+            await asyncio.sleep(0.5)
+            assert len(frames) == heard, "a microphone nobody wants was handed frames"
+            mic.wanted = True
+            await asyncio.sleep(0.2)
         # The first frame after the rest is the one captured when it was wanted again: the
         # half second in between went by unheard, in whole frames.
         resumed = frames[heard]
@@ -92,24 +101,19 @@ def test_the_clock_rests_only_when_neither_side_needs_it(
 ) -> None:
     monkeypatch.setattr(wavio, "PARK_AFTER_S", 0.1)
     monkeypatch.setattr(wavio, "REST_S", 0.2)
-    mic, speaker, _ = clocked_pair(tmp_path, 3.0)
-    frames: list[Samples] = []
-    mic.when_frame = frames.append
+    mic, speaker, _, frames = clocked_pair(tmp_path, 3.0)
 
     async def main() -> None:
-        task = asyncio.create_task(speaker.run())
-        await asyncio.sleep(0.6)
-        assert speaker.parks == 0, "the speaker rested while the microphone was wanted"
-        mic.wanted = False
-        await asyncio.sleep(0.6)
-        assert speaker.parks >= 1, "nothing needed the clock and it went on ticking"
-        heard = len(frames)
-        mic.wanted = True  # wakes the resting clock
-        await asyncio.sleep(0.2)
-        assert len(frames) > heard, "a resting clock did not tick for the microphone"
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running(speaker):
+            await asyncio.sleep(0.6)
+            assert speaker.parks == 0, "the speaker rested while the microphone was wanted"
+            mic.wanted = False
+            await asyncio.sleep(0.6)
+            assert speaker.parks >= 1, "nothing needed the clock and it went on ticking"
+            heard = len(frames)
+            mic.wanted = True  # wakes the resting clock
+            await asyncio.sleep(0.2)
+            assert len(frames) > heard, "a resting clock did not tick for the microphone"
 
     run(main())
     # The file is a timeline to the end, the silence written a rest at a time included.
