@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from piagent.audio.devices import DeviceError, Microphone, Speaker
 from piagent.audio.playback import Playback, VolumeStore
 from piagent.audio.wavio import WavEchoPath, WavMicrophone, WavSpeaker
 from piagent.config import Config, EchoPathConfig
+from piagent.errors import PiagentError
 from piagent.tools import CommandTool, PythonTool, ToolRegistry
 
 logger = logging.getLogger(__name__)
@@ -87,6 +87,9 @@ def build_audio(config: Config) -> Audio:
             output_xruns=lambda: 0,  # a file never runs dry
             tasks=[("speaker", wav_speaker.run)],
         )
+    # PortAudio (and the ALSA library under it) is loaded only for the backend that uses it.
+    from piagent.audio.devices import DeviceError, Microphone, Speaker
+
     mic = Microphone(audio.input)
     speaker = Speaker(audio.output)
     for device, what in ((mic, "audio.input.device"), (speaker, "audio.output.device")):
@@ -153,7 +156,7 @@ def build_tools(config: Config, host: Any) -> ToolRegistry:
 def rate_or(device: Any, default: Any) -> Any:
     try:
         return device.rate
-    except DeviceError:
+    except PiagentError:  # a PyAudio device's DeviceError: its rate is not known yet
         return default
 
 

@@ -390,8 +390,11 @@ class Conversation:
             # here, and its last samples come first.
             self._play_tail()
             self._down_turn = turn
-        # int16 in, int16 out: the resampler keeps the sample type.
-        sink.play(cast(Samples, self._down.process(samples)))
+        # int16 in, int16 out: the resampler keeps the sample type. At the speaker's rate
+        # already, the samples go as they are (a pass-through would only copy them).
+        if self._down.design is not None:
+            samples = cast(Samples, self._down.process(samples))
+        sink.play(samples)
         if is_final:
             self._play_tail()
             sink.mark_end()

@@ -2,7 +2,7 @@
 
 Owns two byte layouts: 16-bit signed little-endian PCM, and G.711 mu-law (one byte a sample,
 bias 0x84, clip 32635, as the official JS SDK's wavefile tables). Mu-law goes through numpy
-lookup tables built once at import (a 64 KiB encode table and a 256-entry decode table), so no
+lookup tables built once, on first use (a 64 KiB encode table and a 256-entry decode table), so no
 per-sample Python runs on the 20 ms audio path and nothing depends on ``audioop``, which
 Python 3.13 removed.
 
@@ -10,6 +10,8 @@ Pure: imports numpy and the protocol's ``AudioFormat`` only; no I/O.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import numpy.typing as npt
@@ -37,8 +39,11 @@ ULAW_CLIP = 32635
 _PCM16_LE = np.dtype("<i2")
 
 
-def _build_ulaw_encode_table() -> npt.NDArray[np.uint8]:
-    """The mu-law byte for every int16 value, indexed by the value's uint16 bit pattern."""
+@functools.cache
+def _ulaw_encode_table() -> npt.NDArray[np.uint8]:
+    """The mu-law byte for every int16 value, indexed by the value's uint16 bit pattern.
+    Built on first use: its working arrays would add megabytes to the peak memory of a
+    daemon that only ever speaks PCM."""
     values = np.arange(-32768, 32768, dtype=np.int32)
     sign = np.where(values < 0, 0x80, 0x00)
     magnitude = np.minimum(np.abs(values), ULAW_CLIP) + ULAW_BIAS  # at most 32767
@@ -51,16 +56,13 @@ def _build_ulaw_encode_table() -> npt.NDArray[np.uint8]:
     return table
 
 
-def _build_ulaw_decode_table() -> Samples:
+@functools.cache
+def _ulaw_decode_table() -> Samples:
     codes = ~np.arange(256, dtype=np.int32) & 0xFF
     exponent = (codes >> 4) & 0x07
     mantissa = codes & 0x0F
     magnitude = (((mantissa << 3) + ULAW_BIAS) << exponent) - ULAW_BIAS
     return np.where(codes & 0x80, -magnitude, magnitude).astype(np.int16)
-
-
-_ULAW_ENCODE = _build_ulaw_encode_table()
-_ULAW_DECODE = _build_ulaw_decode_table()
 
 
 def to_int16(samples: npt.ArrayLike) -> Samples:
@@ -90,12 +92,12 @@ def encode_pcm16(samples: npt.ArrayLike) -> bytes:
 
 def encode_ulaw(samples: npt.ArrayLike) -> bytes:
     """Samples (clipped to int16) to G.711 mu-law bytes."""
-    return _ULAW_ENCODE[to_int16(samples).view(np.uint16)].tobytes()
+    return _ulaw_encode_table()[to_int16(samples).view(np.uint16)].tobytes()
 
 
 def decode_ulaw(data: bytes) -> Samples:
     """G.711 mu-law bytes to int16 samples."""
-    return _ULAW_DECODE[np.frombuffer(data, dtype=np.uint8)]
+    return _ulaw_decode_table()[np.frombuffer(data, dtype=np.uint8)]
 
 
 def decode_audio(data: bytes, audio_format: AudioFormat) -> Samples:

@@ -6,7 +6,8 @@ filter's specification with plain arithmetic and asks the store registered with
 ``scipy.signal`` (0.75 s of CPU and about 75 MB on a desktop, several seconds on a Pi Zero 2)
 to design them, and it hands the result back to be kept. The daemon registers a
 ``FilterCache`` and designs the filters it may need in a worker thread at start-up, so the
-first start pays once, every later start pays nothing, and no conversation ever waits on it.
+first start pays once, every later start pays nothing, and no conversation ever waits on
+scipy (only on loading its own two filters from the store, a few ms).
 
 Where the files go (``cache_dir``): ``$PIAGENT_CACHE_DIR``; else systemd's
 ``$CACHE_DIRECTORY`` (``CacheDirectory=piagent``: /var/cache/piagent); else
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from piagent.audio.resample import StreamResampler, use_coefficient_store
+from piagent.audio.resample import design_filter, use_coefficient_store
 from piagent.protocol.messages import AudioFormat
 
 __all__ = ["AGENT_RATES", "FilterCache", "cache_dir", "prepare_filters", "rate_pairs"]
@@ -146,11 +147,15 @@ def rate_pairs(input_rate: int, output_rate: int) -> list[tuple[int, int]]:
 
 
 def prepare_filters(pairs: Iterable[tuple[int, int]]) -> None:
-    """Make ready what a ``StreamResampler`` of each pair uses: its filter, loaded or designed
-    through the registered store, and its matrices. Blocking: the daemon runs it in a worker
-    thread."""
+    """Make sure the registered store holds the filter of each pair, designing the missing
+    ones (scipy: the slow part). Blocking: the daemon runs it in a worker thread.
+
+    Nothing is kept in memory: a conversation's ``StreamResampler`` loads its two filters from
+    the store when it starts (a few ms), while keeping every pair's filter and matrices
+    ready, for rates most agents never use, would add megabytes to the daemon's memory."""
     for src, dst in pairs:
-        StreamResampler(src, dst)
+        design_filter(src, dst)
+        design_filter.cache_clear()  # one filter at a time in memory, not all of them
 
 
 def main(argv: list[str] | None = None) -> int:

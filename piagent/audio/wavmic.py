@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from piagent.audio.codecs import Samples, decode_pcm16
+from piagent.audio.codecs import Samples
 from piagent.audio.levels import apply_gain
 from piagent.audio.wavecho import WavEchoPath, WavFileError
 
@@ -34,7 +34,8 @@ EARLY_S = 1e-6
 
 
 def read_wav(path: Path) -> tuple[Samples, int]:
-    """The samples and rate (Hz) of a 16-bit mono PCM WAV; ``WavFileError`` otherwise."""
+    """The samples (read-only) and rate (Hz) of a 16-bit mono PCM WAV; ``WavFileError``
+    otherwise."""
     fix = f"convert it with: sox '{path}' -b 16 -c 1 -e signed-integer converted.wav"
     try:
         with wave.open(str(path), "rb") as wav:
@@ -51,7 +52,9 @@ def read_wav(path: Path) -> tuple[Samples, int]:
         raise WavFileError(f"{path}: truncated WAV header; {fix}") from exc
     except OSError as exc:
         raise WavFileError(f"{path}: cannot read the WAV file ({exc.strerror or exc})") from exc
-    return decode_pcm16(data), rate
+    # A view of the bytes read, not a copy of them: the file may be minutes long.
+    samples: Samples = np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False)
+    return samples, rate
 
 
 class WavMicrophone:
