@@ -673,8 +673,10 @@ PROFILE_COSTS = (
     ("base64", ("base64.py",)),
     ("numpy", ("numpy/",)),
     ("logging", ("logging/",)),
-    ("websockets (frames, socket writes)", ("websockets/",)),
-    ("event loop (asyncio, selectors: wake-ups)", ("asyncio/", "selectors.py")),
+    ("websockets (framing, parsing)", ("websockets/",)),
+    ("wake-ups: epoll_wait (the kernel's side)", ("EpollSelector.select",)),
+    ("socket writes and reads (sendto, recv)", ("_SelectorSocketTransport.write", "_read_ready")),
+    ("event loop (asyncio's Python: timers, handles, tasks)", ("asyncio/", "selectors.py")),
 )
 
 
