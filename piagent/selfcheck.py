@@ -77,10 +77,11 @@ REQUIREMENTS: Final[tuple[Requirement, ...]] = (
     ),
 )
 
-# piagent's own module graph: the daemon (which imports the rest of the package), the
-# command line and the tools run next to it.
+# piagent's own module graph: the daemon (which imports the rest of the package), its
+# PyAudio backend (loaded only when configured), the command line and the tools run next to it.
 PIAGENT_MODULES: Final[tuple[str, ...]] = (
     "piagent.service",
+    "piagent.audio.devices",
     "piagent.cli",
     "piagent.control",
     "piagent.doctor",

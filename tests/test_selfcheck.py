@@ -72,9 +72,10 @@ def test_a_missing_native_library_fails_and_names_the_debian_package(tmp_path: P
     (pyaudio_line,) = [line for line in failed if line.split()[1] == "pyaudio"]
     assert "libportaudio.so.2: cannot open shared object file" in pyaudio_line
     assert "provided by the Debian package python3-pyaudio" in pyaudio_line
-    # The daemon imports PyAudio too: its import fails, pointing at the same package.
-    (service_line,) = [line for line in failed if line.split()[1] == "piagent.service"]
-    assert "python3-pyaudio" in service_line
+    # The daemon's PyAudio backend imports it too: its import fails, pointing at the same
+    # package (the daemon loads it only when audio.backend is pyaudio).
+    (devices_line,) = [line for line in failed if line.split()[1] == "piagent.audio.devices"]
+    assert "python3-pyaudio" in devices_line
     assert result.stdout.splitlines()[-1].endswith("(Debian packages concerned: python3-pyaudio)")
     assert not list((tmp_path / "cwd").iterdir()), "the check left files in its directory"
 
