@@ -199,9 +199,15 @@ def test_the_agents_own_voice_never_interrupts_it_and_the_canceller_converges(
     seen: list[str] = []
     converged_after: float | None = None
     while time.monotonic() - started < 30:
-        info = aec(rig)
+        status = rig.status()
+        info, devices = status["hearing"]["aec"], status["devices"]
         elapsed = time.monotonic() - started
-        seen.append(f"{elapsed:.0f}s: erle {info['erle_db']} dB, converged {info['converged']}")
+        # Device xruns break the sample count both timelines rest on: printed beside the ERLE.
+        seen.append(
+            f"{elapsed:.0f}s: erle {info['erle_db']} dB, converged {info['converged']}, delay "
+            f"{info['latency_ms']} ms; xruns: microphone {devices['input'].get('xruns')}, "
+            f"speaker {devices['output'].get('xruns')}"
+        )
         if info["converged"] and converged_after is None:
             converged_after = elapsed
         if record.agent_turns and elapsed > 20:
