@@ -341,6 +341,7 @@ class Daemon:
                 await asyncio.Event().wait()  # until cancelled
             finally:
                 mic.when_frame = None
+            return
         async for frame in mic.frames():
             self._on_frame(frame)
 

@@ -110,6 +110,8 @@ class WavSpeaker:
         self._period_ms = period_ms
         self._echo = echo
         self._mic = microphone
+        if microphone is not None:
+            microphone.attach_clock()
         self._healthy = True
         self._start_time: float | None = None
         self._written = 0  # samples in the file

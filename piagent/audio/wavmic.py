@@ -93,6 +93,7 @@ class WavMicrophone:
         # Clocked by a speaker (``clock_with``): frames go to ``when_frame`` on its ticks.
         self.when_frame: Callable[[Samples], None] | None = None
         self._ticks: _Ticks | None = None
+        self._clocked = False
         self._on_wanted: Callable[[], None] | None = None
 
     @property
@@ -186,8 +187,13 @@ class WavMicrophone:
 
     @property
     def clocked(self) -> bool:
-        """Whether a speaker's clock delivers the frames (to ``when_frame``)."""
-        return self._ticks is not None
+        """Whether a speaker's clock delivers the frames (to ``when_frame``): true from the
+        moment a speaker is made with this microphone, before it runs."""
+        return self._clocked
+
+    def attach_clock(self) -> None:
+        """A speaker will clock this microphone (its constructor says so)."""
+        self._clocked = True
 
     def clock_with(self, start: float, wake: Callable[[], None]) -> None:
         """Be captured on a speaker's clock from ``start`` (loop time): frame ``k`` is handed to
