@@ -915,7 +915,7 @@ ROWS: list[tuple[str, Callable[[Run], float | None], str]] = [
     ("  of which the main thread", lambda r: r.per_minute(r.main_thread_cpu_s), "{:.2f}"),
     (
         "  of which other threads (native ones too)",
-        lambda r: r.per_minute(r.cpu_s - r.main_thread_cpu_s),
+        lambda r: r.per_minute(max(0.0, r.cpu_s - r.main_thread_cpu_s)),  # 10 ms ticks
         "{:.2f}",
     ),
     ("wake-ups (context switches) per second", lambda r: r.wakeups / r.conversation_s, "{:.0f}"),
