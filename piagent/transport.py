@@ -209,6 +209,7 @@ class Link:
         self._max_backlog = max_backlog
         self.dropped_frames = 0
         self._closing = False
+        self._sending = False  # the writer task is inside ``send``: frames queue behind it
 
     @property
     def backlog(self) -> int:
@@ -245,14 +246,20 @@ class Link:
         self._wake.set()
 
     def _writable(self) -> bool:
-        """Whether a frame may be written now, as ``send`` would: the connection open, no
-        send in progress, no close begun, and the transport neither closing nor asking
-        writers to wait (flow control)."""
+        """Whether a frame may be written now, as ``send`` would: the connection open, the
+        writer task not inside a ``send`` (only it and this path send, and never a fragmented
+        message), no close begun, and the transport neither closing nor asking writers to wait
+        (flow control).
+
+        Only what websockets has kept the same from 13.0 (pyproject's minimum; Debian trixie
+        ships 15.0.1) to now: ``protocol``, ``paused``, ``transport`` and ``send_data``. Its own
+        flag for a send in progress changed name between those versions, so the link keeps
+        its own."""
         ws = self._ws
         return (
             not self._closing
+            and not self._sending
             and ws.protocol.state is State.OPEN
-            and ws.send_in_progress is None
             and not ws.paused
             and not ws.transport.is_closing()
         )
@@ -301,9 +308,13 @@ class Link:
             await on_event(event)
 
     async def _drain(self) -> None:
-        while self._backlog:
-            frame = self._backlog.pop(0)
-            await self._ws.send(frame)
+        self._sending = True
+        try:
+            while self._backlog:
+                frame = self._backlog.pop(0)
+                await self._ws.send(frame)
+        finally:
+            self._sending = False
 
     async def _write_loop(self) -> None:
         try:
