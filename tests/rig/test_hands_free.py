@@ -45,7 +45,10 @@ from tests.rig.test_conversation import press, start
 # (231 ms), but ERLE stayed under 1 dB for the whole 14 s turn, and the echo reached the
 # simulator, which interrupted the agent after 4.6 s; the second test never converged. On this
 # project's x86 machine the same chain converges in about 4 s (tests/e2e/test_hands_free.py).
-# PIAGENT_RIG_HANDS_FREE=1 runs them.
+# Two runs on 2026-12-07 (the chain at 51-59 % of an emulated core): the speaker underran 25
+# times in the turn's first 5 s and up to 98 in 16 s, so the timelines the canceller rests on
+# kept slipping and the delay was never found; the guest's bench gives speex the same ERLE as
+# this machine's (32.9 dB). PIAGENT_RIG_HANDS_FREE=1 runs them.
 OPT_IN = os.environ.get("PIAGENT_RIG_HANDS_FREE") == "1"
 pytestmark = [
     pytest.mark.rig,
