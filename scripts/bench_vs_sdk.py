@@ -724,6 +724,9 @@ def profile_table(profiles: list[dict[str, float]]) -> list[str]:
     return lines
 
 
+PY_SPY = Path(sys.executable).with_name("py-spy")
+
+
 @contextlib.contextmanager
 def py_spy(pid: int, raw: Path | None) -> Iterator[None]:
     """``py-spy record`` on ``pid`` while the block runs (nothing when ``raw`` is None): 100
@@ -733,7 +736,7 @@ def py_spy(pid: int, raw: Path | None) -> Iterator[None]:
         return
     spy = subprocess.Popen(
         [
-            str(Path(sys.executable).with_name("py-spy")),
+            str(PY_SPY),
             *("record", "--nonblocking", "--threads", "--rate", "100", "--format", "raw"),
             *("--output", str(raw), "--pid", str(pid)),
         ],
@@ -1042,6 +1045,8 @@ def main(argv: list[str] | None = None) -> int:
         "print where its CPU went",
     )
     args = parser.parse_args(argv)
+    if args.profile is not None and not PY_SPY.exists():
+        parser.error(f"--profile needs py-spy ({PY_SPY}): pip install -e '.[bench]'")
     runs_each, turns, rounds = (1, 2, 1) if args.quick else (args.runs, args.turns, args.presses)
     idle_s = 2.0 if args.quick else 5.0
 
