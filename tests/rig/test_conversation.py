@@ -7,8 +7,9 @@ the host.
   one-shot resampling of what was played, within 1 LSB.
 - The agent's reply recorded from the card equals the one-shot resampling of what the
   simulator sent, within 1 LSB, on both channels.
-- A barge-in silences the speaker within one period of the press (plus what the card and the
-  ear buffer, measured and printed).
+- A barge-in silences the speaker within one period of the daemon's flush, plus what the card
+  and the ear buffer (audio heard after the daemon has answered the press, which it does once
+  it has flushed); the press's trip to the daemon is printed and bounded on its own.
 - The card unplugged and plugged back mid-conversation (the loopback's platform device unbound
   and bound again, as a USB card's removal looks to ALSA) is survived without a restart.
 - A card that appears after the start (snd-aloop loaded later) is opened without a restart,
