@@ -46,6 +46,7 @@ class Audio:
     output_rate: int
     output_healthy: Callable[[], bool]
     output_xruns: Callable[[], int]
+    input_xruns: Callable[[], int]
     tasks: list[tuple[str, Callable[[], Awaitable[None]]]]
 
 
@@ -85,6 +86,7 @@ def build_audio(config: Config) -> Audio:
             output_rate=rate,
             output_healthy=lambda: wav_speaker.healthy,
             output_xruns=lambda: 0,  # a file never runs dry
+            input_xruns=lambda: 0,  # nor overflows
             tasks=[("speaker", wav_speaker.run)],
         )
     # PortAudio (and the ALSA library under it) is loaded only for the backend that uses it.
@@ -121,6 +123,7 @@ def build_audio(config: Config) -> Audio:
         output_rate=rate,
         output_healthy=lambda: speaker.healthy,
         output_xruns=lambda: speaker.xruns,
+        input_xruns=lambda: mic.xruns,
         tasks=[("microphone device", mic.run), ("speaker device", speaker.run)],
     )
 

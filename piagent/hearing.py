@@ -22,6 +22,9 @@ on the monotonic clock: a speaker period reaches the DAC ``output_latency_s`` af
 (the device's buffer), a mic frame's first sample was taken its own length (plus
 ``input_latency_s``) before it arrived. Those are first guesses: the delay estimator measures
 the rest, and timelines stay contiguous through up to ``RESYNC_MS`` of scheduling jitter.
+A device xrun (``input_xruns`` / ``output_xruns``, the devices' counts of PortAudio's flags,
+going up) tells ``EchoControl`` that the next period on that side slipped: it is placed on the
+clock at once instead of counted on.
 """
 
 from __future__ import annotations
@@ -87,16 +90,23 @@ class Hearing:
         wake: WakeListener | None = None,
         input_latency_s: float = 0.0,
         output_latency_s: float = 0.0,
+        input_xruns: Callable[[], int] = lambda: 0,
+        output_xruns: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
+        self._input_xruns, self._output_xruns = input_xruns, output_xruns
+        self._input_seen = self._output_seen = 0  # the counts when last looked at
         self._echo = echo
         self._wake = wake
         self._mic_rate = mic_rate
         self._down = StreamResampler(mic_rate, RATE)
         self._input_latency = input_latency_s
         self._output_latency = output_latency_s
-        self._taps: collections.deque[tuple[Samples, float]] = collections.deque(maxlen=_TAP_LIMIT)
+        # (samples, when read, whether the speaker reported an xrun since the period before)
+        self._taps: collections.deque[tuple[Samples, float, bool]] = collections.deque(
+            maxlen=_TAP_LIMIT
+        )
         self._pending = np.zeros(0, dtype=np.int16)  # 16 kHz samples short of a 10 ms frame
         self.voice_overs = 0
         self.words_heard = 0
@@ -124,6 +134,7 @@ class Hearing:
                 "erle_db": round(self._echo.erle_db, 1),
                 "latency_ms": round(self._echo.latency_ms, 1),
                 "voice_overs": self.voice_overs,
+                "slips": self._echo.slips,
             }
         return info
 
@@ -135,9 +146,12 @@ class Hearing:
     # -- the speaker's side (any thread) ----------------------------------------------------
 
     def played(self, samples: Samples) -> None:
-        """A period handed to the speaker: queued with the moment it was read."""
+        """A period handed to the speaker: queued with the moment it was read (the speaker's
+        xrun count is already up when the period after an xrun is read)."""
         if self._echo is not None:
-            self._taps.append((samples.copy(), self._clock()))
+            xruns = self._output_xruns()
+            slipped, self._output_seen = xruns != self._output_seen, xruns
+            self._taps.append((samples.copy(), self._clock(), slipped))
 
     # -- the microphone's side (the loop) ---------------------------------------------------
 
@@ -168,11 +182,13 @@ class Hearing:
         if echo is None or len(chunk) == 0:
             return chunk, False
         while self._taps:
-            samples, read_at = self._taps.popleft()
-            echo.record_played(samples, read_at + self._output_latency)
+            samples, read_at, slipped = self._taps.popleft()
+            echo.record_played(samples, read_at + self._output_latency, slipped=slipped)
             if samples.any():
                 self._sounding_until = read_at + self._output_latency + ECHO_TAIL_S
-        cleaned, onset = echo.process(chunk, taken_at)
+        xruns = self._input_xruns()
+        slipped, self._input_seen = xruns != self._input_seen, xruns
+        cleaned, onset = echo.process(chunk, taken_at, slipped=slipped)
         self._follow_convergence(echo, len(chunk) / RATE)
         # Whether the speaker's echo may be in the chunk: by the aligned reference, or, before
         # the alignment is known (or when it is off), by the speaker having sounded lately.
@@ -228,12 +244,13 @@ def build_hearing(
     speaker_rate: int,
     *,
     latency_s: tuple[float, float] = (0.0, 0.0),
+    xruns: tuple[Callable[[], int], Callable[[], int]] = (lambda: 0, lambda: 0),
 ) -> Hearing | None:
     """The front end ``audio.aec`` and ``wake`` ask for, or None when neither is on.
 
     A canceller or a wake-word engine that cannot run here (no wheel, no library) is logged
     with the key to change and left out: the daemon runs on with the button (and half duplex).
-    ``latency_s`` is the devices' (input, output) buffering."""
+    ``latency_s`` is the devices' (input, output) buffering, ``xruns`` their xrun counts."""
     echo: EchoControl | None = None
     if config.audio.aec.enabled:
         try:
@@ -256,4 +273,6 @@ def build_hearing(
         wake=wake,
         input_latency_s=latency_s[0],
         output_latency_s=latency_s[1],
+        input_xruns=xruns[0],
+        output_xruns=xruns[1],
     )

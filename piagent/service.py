@@ -106,6 +106,7 @@ class Daemon:
             rate_or(self.audio.mic, 16000),
             self.audio.output_rate,
             latency_s=(0.0, 0.0 if config.audio.backend == "wav" else 0.04),
+            xruns=(self.audio.input_xruns, self.audio.output_xruns),
         )
         if self.hearing is not None:
             self.playback.tap = self.hearing.played

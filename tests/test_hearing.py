@@ -104,6 +104,41 @@ def test_the_speaker_parked_and_woken_again_keeps_the_reference_in_place() -> No
     assert isinstance(info, dict) and info["erle_db"] >= 20.0
 
 
+def test_the_speakers_underruns_are_taken_from_its_xrun_count() -> None:
+    """Once a second the speaker underruns: 30 ms of silence plays before its next period,
+    and its xrun count goes up before that period is read. The reference follows the sound,
+    so the echo still cancels, the agent's voice never counts as the user, and ``ctl status``
+    counts the slips."""
+    rate, gap = 16000, 480
+    xruns = 0
+    now = 0.0
+    echo = EchoControl(AecConfig(enabled=True), speaker_rate=rate, resync_ms=RESYNC_MS)
+    hearing = Hearing(rate, echo=echo, clock=lambda: now, output_xruns=lambda: xruns)
+    room = Room(rate, delay_ms=40.0, gain_db=-6.0)
+    periods = [at16k(20.0, seed=6, level=-12.0)[k : k + 320] for k in range(0, 20 * rate, 320)]
+    starts = [320 * k + gap * (k // 50) for k in range(len(periods))]
+    sound = np.zeros(starts[-1] + 320, np.int16)
+    for start, period in zip(starts, periods, strict=True):
+        sound[start : start + 320] = period
+    heard_echo = room.process(sound)
+    onsets, fed = 0, 0
+    for j in range(len(sound) // 320):
+        while fed < len(periods) and starts[fed] <= 320 * j:
+            if fed and fed % 50 == 0:
+                xruns += 1  # PortAudio flagged the callback that reads this period
+            now = starts[fed] / rate
+            hearing.played(periods[fed])
+            fed += 1
+        now = 320 * (j + 1) / rate
+        onsets += hearing.hear(heard_echo[320 * j : 320 * (j + 1)]).voice_over
+    info = hearing.describe()["aec"]
+    assert isinstance(info, dict)
+    print(info)
+    assert onsets == 0
+    assert info["slips"] >= 15 and info["converged"]
+    assert info["erle_db"] >= 20.0
+
+
 def test_a_48_khz_microphone_and_speaker_are_resampled_for_the_canceller() -> None:
     stage = Stage(rate=48000)
     far16 = at16k(30.0, seed=5, level=-12.0)

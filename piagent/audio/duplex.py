@@ -4,15 +4,23 @@ Owns ``EchoControl``, which puts ``echoref``, ``aec`` and ``nearend`` together b
 one per side, both on the event loop (the PortAudio adapters already hand their periods to the
 loop; the ``wav`` backend runs there):
 
-* speaker period path: ``record_played(samples, dac_time)``: the samples the speaker just
-  played (its own rate, int16) and the time its first one reaches the DAC, on the clock the mic
-  uses (PortAudio's ``outputBufferDacTime``, or for the ``wav`` backend ``start_time`` plus the
-  position over the rate). They are resampled to 16 kHz and kept in the reference ring.
-* mic period path: ``process(near, adc_time) -> (cleaned, onset)``: a mic period already at
-  16 kHz (any whole number of 10 ms frames, e.g. 320 samples for 20 ms) and the time its first
-  sample was captured (``inputBufferAdcTime``, or the ``wav`` mic's capture start plus the
-  frame's offset). Returns the period with the echo removed, to send instead of the raw mic,
-  and whether the user started talking over the agent in it (barge-in: flush playback).
+* speaker period path: ``record_played(samples, dac_time, slipped=)``: the samples the speaker
+  just played (its own rate, int16) and the time its first one reaches the DAC, on the clock
+  the mic uses (PortAudio's ``outputBufferDacTime``, or for the ``wav`` backend ``start_time``
+  plus the position over the rate). They are resampled to 16 kHz and kept in the reference ring.
+* mic period path: ``process(near, adc_time, slipped=) -> (cleaned, onset)``: a mic period
+  already at 16 kHz (any whole number of 10 ms frames, e.g. 320 samples for 20 ms) and the time
+  its first sample was captured (``inputBufferAdcTime``, or the ``wav`` mic's capture start plus
+  the frame's offset). Returns the period with the echo removed, to send instead of the raw
+  mic, and whether the user started talking over the agent in it (barge-in: flush playback).
+
+Each side counts its samples from where its timeline was last placed on the clock, so clock
+jitter moves nothing. A device xrun is the exception, and the device says so (``slipped``):
+an underrun plays the rest later than the count says, an overrun drops captured samples. The
+timeline is then placed on the clock again at once, quietly (``slips``): the echo path itself
+did not change, so the measured latency and what the canceller learnt still hold. Without
+that, every xrun would leave the reference up to a buffer off the echo, and a run of them
+would keep the canceller from ever converging.
 
 The speaker-to-mic latency starts at ``audio.aec.delay_ms`` (0 when null) and is measured
 continuously from the signals (``DelayEstimator``). Raises ``AecUnavailable`` (naming
@@ -67,6 +75,7 @@ class EchoControl:
         self._anchor = 0  # the resynced timeline position of speaker sample 0
         self._mic_next: int | None = None  # where the next mic period should start
         self.resyncs = 0  # times a timeline was placed on the clock again after its start
+        self.slips = 0  # times a device xrun moved a timeline (placed on the clock, quietly)
         self._strayed = 0  # mic samples in a row whose time strays beyond the tolerance
         logger.info("echo cancellation: %s engine", self._canceller.engine)
 
@@ -94,31 +103,46 @@ class EchoControl:
         """The speaker-to-mic latency the reference is aligned with now (ms)."""
         return self._reference.latency_samples * 1000 / RATE
 
-    def record_played(self, samples: Samples, dac_time: float) -> None:
+    def record_played(self, samples: Samples, dac_time: float, *, slipped: bool = False) -> None:
         """The speaker played ``samples`` (its rate), the first reaching the DAC at
-        ``dac_time`` (seconds, the mic's clock)."""
+        ``dac_time`` (seconds, the mic's clock); ``slipped``: the device reported an xrun
+        since the last period, so its sound resumes later than the sample count says."""
         position = timeline_position(dac_time, 0.0, RATE)
         expected = self._anchor + self._played * RATE // self._speaker_rate
         if self._next is None or abs(position - expected) > self._resync:
-            # First period, or an underrun / restart moved the stream: start a new timeline.
+            # First period, or the stream rested or restarted: start a new timeline.
             if self._next is not None:
                 self._realigned()
             self._resampler.reset()
             self._anchor, self._played = position, 0
             self._next = position
+        elif slipped and position > expected:
+            # An underrun: the device played silence meanwhile. The samples go where the clock
+            # says; the ring keeps silence in the gap, as the room heard it.
+            self.slips += 1
+            self._anchor, self._played = position, 0
+            self._next = max(self._next, position)
         out = self._resampler.process(samples)
         self._played += len(samples)
         self._reference.record(np.asarray(out, dtype=np.int16), self._next)
         self._next += len(out)
 
-    def process(self, near: Samples, adc_time: float) -> tuple[Samples, bool]:
+    def process(
+        self, near: Samples, adc_time: float, *, slipped: bool = False
+    ) -> tuple[Samples, bool]:
         """The mic period ``near`` (16 kHz, whole 10 ms frames) captured from ``adc_time``:
-        the period with the echo removed, and whether a near-end onset was decided in it."""
+        the period with the echo removed, and whether a near-end onset was decided in it.
+        ``slipped``: the device reported an xrun since the last period (samples were lost)."""
         if len(near) % FRAME_SAMPLES:
             raise ValueError(f"a mic period must be whole 10 ms frames, got {len(near)} samples")
         start = timeline_position(adc_time, 0.0, RATE)
         if self._mic_next is not None:
-            if abs(start - self._mic_next) <= self._resync:
+            if slipped and start > self._mic_next and start - self._mic_next <= self._resync:
+                # An overrun dropped samples: this period was captured later than the count
+                # says, by what the clock says.
+                self.slips += 1
+                self._strayed = 0
+            elif abs(start - self._mic_next) <= self._resync:
                 self._strayed = 0
                 start = self._mic_next  # clock jitter: keep the mic's timeline contiguous
             elif self._strayed < RATE * _STRAY_S:

@@ -72,3 +72,69 @@ def test_periods_must_be_whole_frames() -> None:
 def test_an_unavailable_engine_is_reported_under_its_key() -> None:
     with pytest.raises(AecUnavailable, match=r"audio\.aec\.engine"):
         EchoControl(AecConfig(enabled=True, engine="bogus"), speaker_rate=48000)  # type: ignore[arg-type]
+
+
+def xrun_scenario(side: str, *, report: bool) -> tuple[EchoControl, float]:
+    """14 s of the agent's voice through the room, with a 30 ms xrun every second on one
+    ``side``: the speaker underruns (the rest of its sound plays 30 ms later each time) or the
+    mic overruns (30 ms of captured sound is lost each time). Periods are stamped on the clock,
+    as the daemon stamps them, and timelines resync past 250 ms, as the daemon's do; the xruns
+    are ``report``ed as the device flags them, or not. Returns the chain and its ERLE over the
+    last 6 s."""
+    seconds, gap = 14, 480  # 30 ms at 16 kHz
+    far16 = speechlike(seconds, seed=21, level_dbfs=-16)
+    up = StreamResampler(RATE, 48000)
+    far48 = np.concatenate([up.process(far16), up.flush()])[: len(far16) * 3]
+    periods = frames(far16, 320)
+    # Where each speaker period's sound really started (16 kHz samples), and what the room got.
+    slip = [gap * (k // 50) if side == "speaker" else 0 for k in range(len(periods))]
+    starts = [320 * k + slip[k] for k in range(len(periods))]
+    played = np.zeros(starts[-1] + 320, np.int16)
+    for start, period in zip(starts, periods, strict=True):
+        played[start : start + 320] = period
+    ir = synthetic_impulse_response(RATE, rt60_ms=200, length_ms=100, seed=8)
+    echo = Room(RATE, delay_ms=DELAY_MS, gain_db=-6, impulse_response=ir).process(played)
+    control = EchoControl(
+        AecConfig(enabled=True, engine="speex"), speaker_rate=48000, resync_ms=250.0
+    )
+    t0, fed, heard = 1000.0, 0, []
+    speaker = list(enumerate(frames(far48, 960)))
+    for j in range(len(echo) // 320 - 20):
+        at = 320 * j  # the mic's capture position: with overruns, some spans are never read
+        lost = side == "mic" and j and j % 50 == 0
+        if side == "mic":
+            at += gap * (j // 50)
+        while fed < len(speaker) and starts[fed] <= at + 320:
+            k, period = speaker[fed]
+            control.record_played(
+                period, t0 + starts[k] / RATE, slipped=report and k % 50 == 0 and k > 0
+            )
+            fed += 1
+        cleaned, _ = control.process(
+            echo[at : at + 320], t0 + at / RATE, slipped=bool(report and lost)
+        )
+        heard.append((echo[at : at + 320], cleaned))
+    tail = heard[-300:]
+    before = np.concatenate([h for h, _ in tail])
+    after = np.concatenate([c for _, c in tail])
+    return control, 10 * np.log10(power(before) / max(power(after), 1e-9))
+
+
+@pytest.mark.parametrize(("side", "least_db"), [("speaker", 20), ("mic", 10)])
+def test_reported_xruns_keep_the_timelines_on_the_echo(side: str, least_db: float) -> None:
+    # An underrun's gap is silence in the reference as in the room: the canceller hardly
+    # notices. An overrun's is a jump in both signals, which the filter takes a moment to
+    # cross each time (one a second here, far more than a working device has).
+    control, erle = xrun_scenario(side, report=True)
+    assert control.slips >= 10 and control.resyncs == 0
+    assert 80 <= control.latency_ms <= 90  # the room's delay, not the xruns' sum
+    assert erle > least_db, f"{erle:.1f} dB"
+
+
+@pytest.mark.parametrize("side", ["speaker", "mic"])
+def test_unreported_xruns_leave_the_reference_off_the_echo(side: str) -> None:
+    # The same xruns unflagged, as the chain saw them before the devices said: the count
+    # runs 30 ms further off the sound each second, and the canceller never settles.
+    control, erle = xrun_scenario(side, report=False)
+    assert control.slips == 0
+    assert erle < 3, f"{erle:.1f} dB"
