@@ -123,7 +123,8 @@ def build_audio(config: Config) -> Audio:
         output_rate=rate,
         output_healthy=lambda: speaker.healthy,
         output_xruns=lambda: speaker.xruns,
-        input_xruns=lambda: mic.xruns,
+        # Frames the loop fell behind on and dropped are lost samples too, as in an overrun.
+        input_xruns=lambda: mic.xruns + mic.overruns,
         tasks=[("microphone device", mic.run), ("speaker device", speaker.run)],
     )
 

@@ -23,8 +23,8 @@ on the monotonic clock: a speaker period reaches the DAC ``output_latency_s`` af
 ``input_latency_s``) before it arrived. Those are first guesses: the delay estimator measures
 the rest, and timelines stay contiguous through up to ``RESYNC_MS`` of scheduling jitter.
 A device xrun (``input_xruns`` / ``output_xruns``, the devices' counts of PortAudio's flags,
-going up) tells ``EchoControl`` that the next period on that side slipped: it is placed on the
-clock at once instead of counted on.
+and of microphone frames dropped for a late loop, going up) tells ``EchoControl`` that the
+next period on that side slipped: it is placed on the clock at once instead of counted on.
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ class Hearing:
                 "latency_ms": round(self._echo.latency_ms, 1),
                 "voice_overs": self.voice_overs,
                 "slips": self._echo.slips,
+                "resyncs": self._echo.resyncs,
             }
         return info
 

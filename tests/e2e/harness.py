@@ -303,6 +303,9 @@ class FifoMic:
         self._thread: threading.Thread | None = None
         self.dropped = 0  # periods dropped because nobody captured them
         self.speech_dropped = 0  # ... of which speech
+        # The room, when there is one: what reaches the microphone from the speaker over the
+        # span (start moment, samples) one period covers, added to the user's voice.
+        self.echo: Callable[[float, int], Samples] | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="e2e-fifo-mic", daemon=True)
@@ -324,15 +327,21 @@ class FifoMic:
                 return None
             return self._spoken.get(utterance)
 
-    def _next_period(self, now: float) -> tuple[Samples, bool]:
+    def _next_period(self, now: float, due: float | None = None) -> tuple[Samples, bool]:
+        """The period written at ``now``; ``due`` is when it was due (the clock's schedule,
+        which keeps the room's samples contiguous through the writer's own jitter)."""
         out = np.zeros(self._period, dtype=np.int16)
+        echo = self.echo
+        if echo is not None:  # the period captured over [due - period, due)
+            out = echo((now if due is None else due) - self._period_s, self._period)
         with self._lock:
             if not self._speech:
                 return out, False
             number, chunk = self._speech.popleft()
             start, _ = self._spoken.get(number, (now, now))
             self._spoken[number] = (start, now + self._period_s)
-        out[: len(chunk)] = chunk
+        mixed = out[: len(chunk)].astype(np.int32) + chunk
+        out[: len(chunk)] = np.clip(mixed, -32768, 32767)
         return out, True
 
     def _run(self) -> None:
@@ -345,7 +354,7 @@ class FifoMic:
                 time.sleep(delay)
             elif delay < -1.0:  # this process was held up: resynchronise, drop the backlog
                 start, k = time.monotonic(), 0
-            samples, speech = self._next_period(time.monotonic())
+            samples, speech = self._next_period(time.monotonic(), start + k * self._period_s)
             data = samples.astype("<i2").tobytes()
             if _queued(self._fd) >= self.QUEUE * len(data):
                 self.dropped += 1
@@ -368,10 +377,10 @@ class FifoSpeaker:
     written less (an underrun, or before the device opens) the missing samples are silence.
     So the timeline is wall-clock exact: sample ``i`` is heard at ``t0 + i / rate``."""
 
-    def __init__(self, path: Path, rate: int) -> None:
+    def __init__(self, path: Path, rate: int, pipe_bytes: int = 4096) -> None:
         self.path = path
         self.rate = rate
-        self._fd = _fifo(path, 4096)
+        self._fd = _fifo(path, pipe_bytes)
         self.buffer_s = fcntl.fcntl(self._fd, fcntl.F_GETPIPE_SZ) / 2 / rate  # the pipe's
         self._chunks: list[Samples] = []
         self._heard = 0
@@ -422,6 +431,21 @@ class FifoSpeaker:
     def time_at(self, index: int) -> float:
         return self.t0 + index / self.rate
 
+    def heard(self, moment: float, n: int) -> Samples:
+        """The ``n`` samples heard from ``moment`` on; silence where none was heard (yet)."""
+        out = np.zeros(n, dtype=np.int16)
+        start = round((moment - self.t0) * self.rate)
+        with self._lock:
+            if not self._chunks or start + n <= 0:
+                return out
+            if len(self._chunks) > 1:
+                self._chunks = [np.concatenate(self._chunks)]
+            played = self._chunks[0]
+        lo, hi = max(start, 0), min(start + n, len(played))
+        if lo < hi:
+            out[lo - start : hi - start] = played[lo:hi]
+        return out
+
     def underrun_s(self, since: float) -> float:
         """Seconds of silence put in for want of samples since the moment ``since``."""
         return sum(n for moment, n in list(self.underruns) if moment >= since) / self.rate
@@ -435,11 +459,32 @@ class FifoSpeaker:
 
 
 class AlsaCard:
-    """The fake card of testing.md with paced FIFOs for microphone and speaker."""
+    """The fake card of testing.md with paced FIFOs for microphone and speaker; with ``room``
+    ((delay ms, gain dB) per path: the direct one and reflections), the microphone also hears
+    the speaker, in real time, as an open speaker in a room would be heard. The speaker's
+    pipe is its buffer: the card plays silence when the daemon leaves it empty, and nothing
+    tells the daemon (the fake card has no clock for ALSA to report an underrun by)."""
 
-    def __init__(self, directory: Path, rate: int = 48000) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        rate: int = 48000,
+        room: tuple[tuple[float, float], ...] = (),
+        speaker_pipe_bytes: int = 4096,
+    ) -> None:
         self.mic = FifoMic(directory / "mic.fifo", rate)
-        self.speaker = FifoSpeaker(directory / "speaker.fifo", rate)
+        self.speaker = FifoSpeaker(directory / "speaker.fifo", rate, speaker_pipe_bytes)
+        if room:
+            paths = [(delay / 1000, 10 ** (gain / 20)) for delay, gain in room]
+            speaker = self.speaker
+
+            def echo(moment: float, n: int) -> Samples:
+                mix = np.zeros(n, dtype=np.float64)
+                for delay_s, gain in paths:
+                    mix += gain * speaker.heard(moment - delay_s, n)
+                return np.clip(np.round(mix), -32768, 32767).astype(np.int16)
+
+            self.mic.echo = echo
         self.card = write_fake_card(directory, mic_file=self.mic.path, spk_file=self.speaker.path)
         self.rate = rate
 

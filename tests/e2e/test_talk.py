@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -90,10 +91,13 @@ def start_alsa_daemon(
     agent_id: str,
     card: AlsaCard,
     daemons: list[Daemon],
+    audio: dict[str, Any] | None = None,
     **sections: object,
 ) -> Daemon:
+    """The daemon on ``card`` (``audio``: more keys for its ``audio`` section), both devices
+    healthy."""
     config = base_config(tmp, sim, agent_id, **sections)
-    config["audio"] = card.audio_config()
+    config["audio"] = card.audio_config() | (audio or {})
     daemon = Daemon(tmp, config, env=card.env())
     daemons.append(daemon)
     daemon.wait_ready()
