@@ -204,18 +204,19 @@ class Conversation:
 
     def send_audio(self, samples: Samples) -> None:
         """One microphone frame (int16 mono at ``source_rate``)."""
-        session = self.session
+        link = self.link
         up = self._up
-        if session is None or up is None or not session.can_send_audio:
+        if link is None or up is None:
             return
+        session = link.session
         fmt = session.input_format
-        assert fmt is not None  # set together with ``_up``
+        if fmt is None or not session.can_send_audio:
+            return
         # At the input format's rate already (the usual 16 kHz microphone), int16 frames go
         # as they are: a pass-through resampler would only copy them.
         if up.design is not None or samples.dtype != np.int16:
             samples = cast(Samples, up.process(samples))
-        session.send_audio(encode_audio(samples, fmt))
-        self.flush()
+        link.send_audio(encode_audio(samples, fmt))
 
     def set_source_rate(self, rate: int) -> None:
         """The microphone's rate changed: resample from the new rate."""
@@ -303,7 +304,7 @@ class Conversation:
             session.hang_up()
         await self.link.close(1000, "User ended conversation")
 
-    async def _handle(self, event: SessionEvent) -> None:
+    def _handle(self, event: SessionEvent) -> None:
         """The one place event handling may fail: one bad event never ends the daemon."""
         try:
             self._on_event(event)

@@ -26,7 +26,7 @@ Pure: imports nothing that does I/O (no asyncio, websockets, pyaudio, gpiozero).
 
 from __future__ import annotations
 
-import base64
+import binascii
 import json
 import math
 from dataclasses import dataclass
@@ -178,6 +178,7 @@ __all__ = [
     "UserTranscript",
     "VadScore",
     "encode",
+    "encode_audio_chunk",
     "parse_client",
     "parse_server",
     "to_json",
@@ -373,6 +374,12 @@ def to_json(message: ClientMessage | ServerEvent) -> dict[str, Any]:
 def encode(message: ClientMessage | ServerEvent) -> str:
     """One text frame for ``message``."""
     if isinstance(message, UserAudioChunk):
-        # The hot path (every 20 ms): base64 needs no JSON escaping, so skip the generic codec.
-        return '{"user_audio_chunk":"' + base64.b64encode(message.audio).decode("ascii") + '"}'
+        return encode_audio_chunk(message.audio).decode("ascii")
     return json.dumps(to_json(message), separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_audio_chunk(audio: bytes) -> bytes:
+    """The text frame of ``UserAudioChunk(audio)``, as UTF-8 bytes: the hot path (every 20 ms)
+    skips the generic codec, since base64 needs no JSON escaping, and the ``str`` a socket
+    would only encode again."""
+    return b'{"user_audio_chunk":"' + binascii.b2a_base64(audio, newline=False) + b'"}'

@@ -66,6 +66,7 @@ from piagent.protocol.messages import (
     UserMessage,
     UserTranscript,
     encode,
+    encode_audio_chunk,
     parse_server,
 )
 
@@ -257,6 +258,11 @@ class Session:
 
     # -- I/O-facing --------------------------------------------------------------------------
 
+    @property
+    def has_data_to_send(self) -> bool:
+        """Whether frames wait for ``data_to_send``."""
+        return bool(self._outgoing)
+
     def data_to_send(self) -> list[str]:
         """Text frames to send, in order; each call hands them over once."""
         out, self._outgoing = self._outgoing, []
@@ -333,12 +339,18 @@ class Session:
 
     def send_audio(self, audio: bytes) -> None:
         """Queue one chunk of user audio, already in ``input_format``."""
-        if not self.can_send_audio:
+        self._outgoing.append(self.audio_frame(audio).decode("ascii"))
+
+    def audio_frame(self, audio: bytes) -> bytes:
+        """The text frame of one chunk of user audio (UTF-8), checked as ``send_audio`` checks
+        it but not queued: for an I/O layer that writes it at once, when nothing is queued
+        before it (``has_data_to_send`` false), so that frames keep their order."""
+        if self._state is not SessionState.ACTIVE:
             raise LocalProtocolError(f"cannot send audio in state {self._state.value}")
         fmt = self.input_format
         if fmt is not None and len(audio) % fmt.bytes_per_sample:
             raise LocalProtocolError(f"audio chunk of {len(audio)} bytes splits a {fmt} sample")
-        self._outgoing.append(encode(UserAudioChunk(audio)))
+        return encode_audio_chunk(audio)
 
     def send(self, message: ClientMessage) -> None:
         """Queue any client message, checked against the state and pending tool calls."""

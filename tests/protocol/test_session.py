@@ -158,6 +158,25 @@ def test_audio_is_sent_once_active_and_must_hold_whole_samples() -> None:
         session.send_audio(b"\x01\x02\x03")
 
 
+def test_an_audio_frame_made_for_writing_at_once_is_checked_and_not_queued() -> None:
+    session = Session()
+    session.initiate()
+    assert session.has_data_to_send  # the initiation
+    with pytest.raises(LocalProtocolError, match="cannot send audio in state initiating"):
+        session.audio_frame(b"\x00\x00")
+    session.receive_text(
+        encode(ConversationInitiationMetadata("c", AudioFormat.PCM_16000, AudioFormat.PCM_16000))
+    )
+    session.data_to_send()
+    assert not session.has_data_to_send
+    frame = session.audio_frame(b"\x01\x02\x03\x04")
+    assert not session.has_data_to_send
+    session.send_audio(b"\x01\x02\x03\x04")
+    assert session.data_to_send() == [frame.decode()]
+    with pytest.raises(LocalProtocolError, match="splits a pcm_16000 sample"):
+        session.audio_frame(b"\x01\x02\x03")
+
+
 def test_ulaw_chunks_may_have_odd_length() -> None:
     session = active_session()
     session.send_audio(b"\xff\xff\xff")
