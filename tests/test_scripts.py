@@ -4,6 +4,7 @@ that run the tests are shared and noisy; the scripts themselves judge their goal
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,18 @@ def test_bench_vs_sdk_quick_runs_both_clients_and_prints_its_table() -> None:
     assert "| 1 | piagent | 2/3 | 1 | 1000 |" in out  # the script played out in both clients
     assert "| 2 | sdk | 2/3 | 1 | 1000 |" in out
     assert "elevenlabs 2.78.0" in out
+
+
+@pytest.mark.timeout(60)
+def test_bench_rig_vs_sdk_needs_the_rig_up_and_says_so(tmp_path: Path) -> None:
+    # An empty cache: no rig is up there, whatever runs beside this test.
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_rig_vs_sdk.py"), "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+        env={**os.environ, "PIAGENT_RIG_CACHE": str(tmp_path)},
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the rig is not up: scripts/rig.sh up" in result.stderr
