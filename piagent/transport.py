@@ -273,7 +273,21 @@ class MessageConnection(ClientConnection):
 
 
 async def open_socket(url: str, settings: LinkSettings) -> MessageConnection:
-    """Open the WebSocket; raises ``ConnectFailed`` with the classified reason."""
+    """Open the WebSocket for a ``Link``; raises ``ConnectFailed`` with the classified reason."""
+    ws = await _connect(url, settings, MessageConnection)
+    assert isinstance(ws, MessageConnection)
+    return ws
+
+
+async def open_plain_socket(url: str, settings: LinkSettings) -> ClientConnection:
+    """The same socket as websockets' own connection, read with ``recv``, for a one-off
+    check (``piagent doctor``): a ``MessageConnection`` hands its messages to a link only."""
+    return await _connect(url, settings, ClientConnection)
+
+
+async def _connect(
+    url: str, settings: LinkSettings, connection: type[ClientConnection]
+) -> ClientConnection:
     # A silent server is noticed and the socket torn down within stall_timeout: a ping every
     # interval, as long again for its pong, then the close handshake, which a stalled server
     # never completes, bounded by close_timeout.
@@ -283,7 +297,7 @@ async def open_socket(url: str, settings: LinkSettings) -> MessageConnection:
     try:
         ws = await connect(
             url,
-            create_connection=MessageConnection,
+            create_connection=connection,
             max_size=MAX_MESSAGE_BYTES,
             open_timeout=settings.connect_timeout,
             ping_interval=interval,
@@ -295,7 +309,6 @@ async def open_socket(url: str, settings: LinkSettings) -> MessageConnection:
         )
     except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
         raise ConnectFailed(classify_connect_error(exc)) from None
-    assert isinstance(ws, MessageConnection)
     return ws
 
 

@@ -528,14 +528,14 @@ class _Doctor:
         """Open the socket, send a bare initiation, wait for the metadata, close with 1000."""
         from websockets.exceptions import ConnectionClosed
 
-        from piagent.transport import ConnectFailed, LinkSettings, open_socket
+        from piagent.transport import ConnectFailed, LinkSettings, open_plain_socket
 
         shown = redact_url(url)
         loop = asyncio.get_running_loop()
         started = loop.time()
         settings = LinkSettings(connect_timeout=STEP_TIMEOUT, stall_timeout=4 * STEP_TIMEOUT)
         try:
-            socket_ = await open_socket(url, settings)
+            socket_ = await open_plain_socket(url, settings)
         except ConnectFailed as exc:
             ending = exc.ending
             # asyncio words a refused connection "Connect call failed (address)"; the errno it
