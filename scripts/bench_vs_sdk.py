@@ -48,7 +48,10 @@ markdown. Goals: piagent's CPU per conversation minute <= the SDK's; piagent's c
 <= a tenth of the SDK's. Exit status 1 when a goal is missed (not judged with ``--quick``),
 2 when a run failed.
 
-    .venv/bin/python scripts/bench_vs_sdk.py [--runs N] [--turns N] [--quick] [--json]
+With ``--rig`` the same two clients are then compared on the platform rig's clocked ALSA
+card (``scripts/bench_rig_vs_sdk.py``, which says how), in the same run.
+
+    .venv/bin/python scripts/bench_vs_sdk.py [--runs N] [--turns N] [--quick] [--json] [--rig]
 """
 
 from __future__ import annotations
@@ -1044,7 +1047,16 @@ def main(argv: list[str] | None = None) -> int:
         help="sample piagent with py-spy during each conversation, keep the samples in DIR, "
         "print where its CPU went",
     )
+    parser.add_argument(
+        "--rig",
+        action="store_true",
+        help="then the same comparison on the rig's clocked ALSA card, with the PyAudio "
+        "backend against the SDK's DefaultAudioInterface (scripts/bench_rig_vs_sdk.py; "
+        "scripts/rig.sh up first)",
+    )
     args = parser.parse_args(argv)
+    if args.rig and not rig_is_up():
+        parser.error("--rig needs the rig up: scripts/rig.sh up")
     if args.profile is not None and not PY_SPY.exists():
         parser.error(f"--profile needs py-spy ({PY_SPY}): pip install -e '.[bench]'")
     runs_each, turns, rounds = (1, 2, 1) if args.quick else (args.runs, args.turns, args.presses)
@@ -1093,7 +1105,18 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     text, data, met = report(machine(), runs, presses, args.quick)
     print(json.dumps(data, indent=2) if args.json else text)
+    if args.rig:  # the same clients on the emulated Pi, after this machine's figures
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_rig_vs_sdk
+
+        sys.stdout.flush()
+        bench_rig_vs_sdk.main(["--runs", str(runs_each)])
     return 0 if met or args.quick else 1
+
+
+def rig_is_up() -> bool:
+    rig = Path(__file__).resolve().parent / "rig.sh"
+    return subprocess.run([str(rig), "status"], capture_output=True, check=False).returncode == 0
 
 
 if __name__ == "__main__":

@@ -59,15 +59,24 @@ def test_bench_vs_sdk_quick_runs_both_clients_and_prints_its_table() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_bench_rig_vs_sdk_needs_the_rig_up_and_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("command", "status", "says"),
+    [
+        (["bench_rig_vs_sdk.py", "--runs", "1"], 1, "the rig is not up: scripts/rig.sh up"),
+        (["bench_vs_sdk.py", "--rig"], 2, "--rig needs the rig up: scripts/rig.sh up"),
+    ],
+)
+def test_the_rig_benchmark_needs_the_rig_up_and_says_so(
+    tmp_path: Path, command: list[str], status: int, says: str
+) -> None:
     # An empty cache: no rig is up there, whatever runs beside this test.
     result = subprocess.run(
-        [sys.executable, str(SCRIPTS / "bench_rig_vs_sdk.py"), "--runs", "1"],
+        [sys.executable, str(SCRIPTS / command[0]), *command[1:]],
         capture_output=True,
         text=True,
         timeout=50,
         check=False,
         env={**os.environ, "PIAGENT_RIG_CACHE": str(tmp_path)},
     )
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "the rig is not up: scripts/rig.sh up" in result.stderr
+    assert result.returncode == status, result.stdout + result.stderr
+    assert says in result.stderr
