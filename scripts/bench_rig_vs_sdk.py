@@ -104,7 +104,20 @@ def prepare() -> str:
     )
     rig(f"mkdir -p {SDK_HOME} && cat > {SDK_HOME}/.asoundrc", stdin=ASOUNDRC)
     rig("cat > /opt/rigbench/bench_rig_vs_sdk.py", stdin=Path(__file__).read_text())
-    rig("systemctl stop piagent; systemctl restart rigmic rigspeaker")
+    # The card and the processes that hold its format (48 kHz stereo) and play and hear it,
+    # as the rig's tests set them up (tests/rig/conftest.py): a fresh rig has neither.
+    guest = ROOT / "tests" / "rig" / "guest"
+    subprocess.run([str(RIG), "copy-in", str(guest), "/opt/rig"], check=True, timeout=300)
+    for name in ("rigmic", "rigspeaker"):
+        unit = (
+            f"[Unit]\nDescription=rig: {name}\nBefore=piagent.service\n[Service]\n"
+            f"ExecStart=/usr/bin/python3 /opt/rig/{name}.py\nRestart=always\nRestartSec=0.5\n"
+        )
+        rig(f"cat > /etc/systemd/system/{name}.service", stdin=unit)
+    rig(
+        "systemctl stop piagent; systemctl daemon-reload && modprobe snd-aloop && "
+        "systemctl restart rigspeaker rigmic && sleep 3"
+    )
     return status.stdout.split()[1].rstrip(",")
 
 
