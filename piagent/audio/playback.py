@@ -10,7 +10,10 @@ and a device thread: the loop calls ``play``, ``mark_end``, ``flush``, ``play_ea
 callback) or task (the WAV speaker). One ``threading.Lock`` guards the queues and the jitter
 state, and is held only for list operations and a few integer updates: ``read`` takes views
 of the queued chunks under it, then mixes, scales and clips outside it, so the audio callback
-never waits on numpy work done by the loop, nor the loop on the callback's. The reader tells
+never waits on numpy work done by the loop, nor the loop on the callback's. A period of
+speech alone is scaled by one table lookup (``levels.gain_table``) and a silent one is a
+shared read-only buffer: ``read`` runs once a period with cold caches, where each numpy call
+costs far more than its arithmetic. The reader tells
 the loop that speech has run out with ``loop.call_soon_threadsafe`` (tolerating a closed loop
 at shutdown); everything else about ``wait_drained`` happens on the loop.
 
@@ -50,7 +53,7 @@ import numpy.typing as npt
 
 from piagent.audio.codecs import Samples
 from piagent.audio.earcons import EarconKind, earcon
-from piagent.audio.levels import gain_q, scale_q
+from piagent.audio.levels import gain_q, gain_table, scale_q
 
 __all__ = ["Playback", "VolumeStore", "default_volume_path"]
 
@@ -62,6 +65,23 @@ _INT16_MAX = 32767
 # ``gain_q(..., headroom=2)`` keeps inside int32 after the multiply.
 _MIX_MIN = 2 * _INT16_MIN
 _MIX_MAX = 2 * _INT16_MAX + 1
+
+
+def _silence(n: int) -> Samples:
+    """``n`` zero samples that nobody may change (one buffer serves every silent period)."""
+    zeros = np.zeros(n, dtype=np.int16)
+    zeros.flags.writeable = False
+    return zeros
+
+
+def _joined(n: int, parts: list[Samples]) -> Samples:
+    """The parts one after another, zero-padded to ``n`` samples."""
+    whole = np.zeros(n, dtype=np.int16)
+    pos = 0
+    for part in parts:
+        whole[pos : pos + len(part)] = part
+        pos += len(part)
+    return whole
 
 
 def default_volume_path() -> Path:
@@ -158,6 +178,8 @@ class Playback:
         self._store = store
         self._volume = 0.0
         self._gain = gain_q(0.0, headroom=2)
+        self._table: Samples | None = None  # the volume as a lookup (None: unity)
+        self._silence: Samples = _silence(0)
         self._apply_volume(store.load(volume) if store is not None else volume)
 
         # Guarded by _lock (shared with the reader thread).
@@ -244,7 +266,9 @@ class Playback:
     def _apply_volume(self, level: float) -> None:
         self._volume = min(1.0, max(0.0, level))
         # One tuple assignment: the reader sees the old gain or the new one, never half.
-        self._gain = gain_q(self._volume, headroom=2)
+        self._gain = multiplier, shift = gain_q(self._volume, headroom=2)
+        # Speech alone is scaled by one lookup (levels.gain_table: the same numbers).
+        self._table = None if multiplier == 1 << shift else gain_table(multiplier, shift)
 
     # ------------------------------------------------------------------------------------------
     # Producer side (the event loop)
@@ -372,15 +396,26 @@ class Playback:
                 self._take_earcons(n, sounds)
         if drained:
             self._signal_drained()
-        out = (
-            np.zeros(n, dtype=np.int16)
-            if not speech and not sounds
-            else self._mix(n, speech, sounds)
-        )
+        # The common periods take the fewest numpy calls (each is costly when the caches are
+        # cold, as they are once a period): silence is one shared read-only buffer, speech
+        # alone one lookup of the volume (none at full volume), so the mix is only for
+        # earcons.
+        if sounds:
+            out = self._mix(n, speech, sounds)
+        elif speech:
+            whole = speech[0] if len(speech) == 1 and len(speech[0]) == n else _joined(n, speech)
+            table = self._table
+            out = whole if table is None else table[whole.view(np.uint16)]
+        else:
+            out = self._silence if len(self._silence) == n else self._new_silence(n)
         tap = self.tap
         if tap is not None:
             tap(out)  # the echo canceller's reference: exactly what the device gets
         return out
+
+    def _new_silence(self, n: int) -> Samples:
+        self._silence = _silence(n)
+        return self._silence
 
     def _take_speech(self, n: int, out: list[Samples]) -> bool:
         """Under the lock: move up to ``n`` samples of views into ``out``; True if that
@@ -419,5 +454,6 @@ class Playback:
             np.clip(mix, _MIX_MIN, _MIX_MAX, out=mix)
         multiplier, shift = self._gain
         scale_q(mix, multiplier, shift)
-        np.clip(mix, _INT16_MIN, _INT16_MAX, out=mix)
+        np.minimum(mix, _INT16_MAX, out=mix)  # two ufuncs: np.clip's wrapper costs more
+        np.maximum(mix, _INT16_MIN, out=mix)
         return mix.astype(np.int16)

@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from piagent.audio.levels import FLOOR_DBFS, apply_gain, gain_q, peak_dbfs, rms_dbfs
+from piagent.audio.levels import (
+    FLOOR_DBFS,
+    apply_gain,
+    gain_q,
+    gain_table,
+    peak_dbfs,
+    rms_dbfs,
+    scale_q,
+)
 
 
 def test_zero_db_is_an_unchanged_copy() -> None:
@@ -91,3 +99,18 @@ def test_one_lsb_is_above_the_floor() -> None:
     one = np.array([1], dtype=np.int16)
     assert peak_dbfs(one) == pytest.approx(-90.31, abs=0.01)
     assert rms_dbfs(one) > FLOOR_DBFS
+
+
+@pytest.mark.parametrize("linear", [0.0, 0.001, 0.5, 0.8, 0.999, 1.0])
+@pytest.mark.parametrize("headroom", [1, 2])
+def test_gain_table_is_the_fixed_point_arithmetic_for_every_sample(
+    linear: float, headroom: int
+) -> None:
+    multiplier, shift = gain_q(linear, headroom=headroom)
+    every = np.arange(-32768, 32768, dtype=np.int32)
+    expected = np.clip(scale_q(every.copy(), multiplier, shift), -32768, 32767)
+    table = gain_table(multiplier, shift)
+    looked_up = table[every.astype(np.int16).view(np.uint16)]
+    assert looked_up.dtype == np.int16
+    np.testing.assert_array_equal(looked_up, expected)
+    assert not table.flags.writeable

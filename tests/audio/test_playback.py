@@ -16,6 +16,7 @@ import pytest
 
 from piagent.audio.codecs import Samples
 from piagent.audio.earcons import KINDS, LEVEL, EarconKind, earcon
+from piagent.audio.levels import gain_q
 from piagent.audio.playback import Playback, VolumeStore, default_volume_path
 
 RATE = 16000
@@ -93,6 +94,42 @@ def test_volume_scales_and_clips_in_integer_math() -> None:
     full = np.array([32767, -32768, 5], dtype=np.int16)
     playback.play(full)
     np.testing.assert_array_equal(playback.read(3), full)  # unity gain is exact
+
+
+@pytest.mark.parametrize("volume", [0.0, 0.3, 0.8, 1.0])
+def test_speech_alone_and_speech_under_an_earcon_share_the_volume_arithmetic(
+    volume: float,
+) -> None:
+    # Speech alone takes a lookup, speech under an earcon the int32 mix: the earcon's part
+    # of the mix is known, so the speech in both must come out the same.
+    signal = np.random.default_rng(7).integers(-32768, 32768, 4 * PERIOD).astype(np.int16)
+    alone, _ = make(volume=volume)
+    mixed, _ = make(volume=volume)
+    for playback in (alone, mixed):
+        playback.play(signal[:500])  # chunk edges inside periods
+        playback.play(signal[500:])
+    mixed.play_earcon("error")
+    sound = earcon("error", RATE)
+    for index in range(4):
+        out_alone = alone.read(PERIOD).astype(np.int32)
+        out_mixed = mixed.read(PERIOD).astype(np.int32)
+        quiet = sound[index * PERIOD : (index + 1) * PERIOD] == 0
+        quiet = np.pad(quiet, (0, PERIOD - len(quiet)), constant_values=True)
+        np.testing.assert_array_equal(out_alone[quiet], out_mixed[quiet])
+        multiplier, shift = gain_q(volume, headroom=2)
+        part = signal[index * PERIOD : (index + 1) * PERIOD].astype(np.int64)
+        expected = np.clip((part * multiplier + (1 << (shift - 1))) >> shift, -32768, 32767)
+        np.testing.assert_array_equal(out_alone, expected)
+
+
+def test_silence_is_shared_and_cannot_be_changed_by_a_reader() -> None:
+    playback, _ = make()
+    first = playback.read(PERIOD)
+    with pytest.raises(ValueError, match="read-only"):
+        first[0] = 1
+    playback.play(ramp(PERIOD))
+    assert playback.read(PERIOD).any()
+    assert not playback.read(PERIOD).any()
 
 
 def test_set_volume_clamps_and_rejects_nan() -> None:
