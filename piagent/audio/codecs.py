@@ -77,10 +77,11 @@ def to_int16(samples: npt.ArrayLike) -> Samples:
 
 
 def decode_pcm16(data: bytes) -> Samples:
-    """Little-endian 16-bit PCM bytes to native int16 samples; odd lengths raise ValueError."""
+    """Little-endian 16-bit PCM bytes to native int16 samples; odd lengths raise ValueError.
+    On a little-endian machine the samples are a read-only view of ``data``, not a copy."""
     if len(data) % 2:
         raise ValueError(f"16-bit PCM needs an even number of bytes, got {len(data)}")
-    return np.frombuffer(data, dtype=_PCM16_LE).astype(np.int16)
+    return np.frombuffer(data, dtype=_PCM16_LE).astype(np.int16, copy=False)
 
 
 def encode_pcm16(samples: npt.ArrayLike) -> bytes:

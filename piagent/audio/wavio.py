@@ -38,6 +38,7 @@ import contextlib
 import logging
 import os
 import struct
+import sys
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -59,6 +60,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _HEADER_BYTES = 44
+# int16 samples whose memory is already the file's little-endian PCM (None on big-endian).
+_NATIVE_PCM16 = np.dtype(np.int16) if sys.byteorder == "little" else None
 _MAX_DATA_BYTES = 0xFFFFFFFF - (_HEADER_BYTES - 8)  # the RIFF size field is 32 bits
 
 
@@ -333,12 +336,19 @@ class WavSpeaker:
             self._full = True
             logger.warning("%s: WAV size limit (4 GiB) reached; writing no more", self._path)
             return
-        data = memoryview(encode_pcm16(samples))
-        while data:  # an unbuffered write may be short
-            count = file.write(data)
-            if not count:
-                raise OSError(f"wrote nothing of {len(data)} bytes")
-            data = data[count:]
+        # int16 on a little-endian machine is written from the array itself, without a copy.
+        data = samples if samples.dtype is _NATIVE_PCM16 else encode_pcm16(samples)
+        size = len(samples) * 2
+        count = file.write(data)  # type: ignore[arg-type] # an ndarray is a buffer
+        if count != size:  # an unbuffered write may be short
+            rest = memoryview(data).cast("B")  # type: ignore[arg-type] # a buffer too
+            while count:
+                rest = rest[count:]
+                if not rest:
+                    break
+                count = file.write(rest)
+            if rest:
+                raise OSError(f"wrote nothing of {len(rest)} bytes")
         self._written += len(samples)
         self._write_sizes(file)
 

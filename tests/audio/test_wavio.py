@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import re
 import time
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -354,3 +356,37 @@ def test_both_backends_have_the_device_shape(tmp_path: Path) -> None:
     frames: Callable[[], AsyncIterator[Samples]] = mic.frames
     runner: Callable[[], Awaitable[None]] = speaker.run
     assert callable(frames) and callable(runner)
+
+
+class _Trickle(io.RawIOBase):
+    """An unbuffered file that takes at most ``most`` bytes a write (a pipe, a full disk)."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        part = bytes(memoryview(b).cast("B")[: self.most])
+        self.data += part
+        return len(part)
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("no descriptor")
+
+
+@pytest.mark.parametrize("samples", [np.arange(-500, 500, 7, dtype=np.int16), np.arange(143)])
+def test_short_writes_are_finished_and_a_stuck_file_is_an_error(
+    tmp_path: Path, samples: npt.NDArray[Any]
+) -> None:
+    speaker = WavSpeaker(tmp_path / "out.wav", 16000, Playback(16000))
+    speaker._written, speaker._full = 0, False  # as _create leaves them
+    trickle = _Trickle(7)
+    speaker._write_sizes = lambda file: None  # type: ignore[method-assign] # no header here
+    speaker._append(trickle, samples)  # type: ignore[arg-type]
+    assert bytes(trickle.data) == samples.astype("<i2").tobytes()
+    assert speaker.samples_written == len(samples)
+    with pytest.raises(OSError, match="wrote nothing of 286 bytes"):
+        speaker._append(_Trickle(0), samples[:143])  # type: ignore[arg-type]
