@@ -37,7 +37,7 @@ from piagent.appliance.events import (
     UserHeard,
     VoiceActivity,
 )
-from piagent.audio.codecs import decode_audio, encode_audio
+from piagent.audio.codecs import NATIVE_PCM16, decode_audio, encode_audio
 from piagent.audio.resample import StreamResampler
 from piagent.errors import PiagentError
 from piagent.logs import journal_fields
@@ -46,6 +46,7 @@ from piagent.protocol.messages import (
     AgentResponseCorrection,
     AgentToolResponse,
     Audio,
+    AudioFormat,
     ClientErrorEvent,
     ClientMessage,
     ClientToolCall,
@@ -156,6 +157,8 @@ class Conversation:
         self.source_rate = source_rate
         self.link: Link | None = None
         self._up: StreamResampler | None = None
+        # The microphone's int16 frames are the wire's bytes as they are: PCM at its rate.
+        self._up_as_is = False
         self._down: StreamResampler | None = None
         self._down_turn: int | None = None
         self._hang_up = asyncio.Event()
@@ -209,11 +212,16 @@ class Conversation:
         if link is None or up is None:
             return
         session = link.session
-        fmt = session.input_format
-        if fmt is None or not session.can_send_audio:
+        if not session.can_send_audio:
             return
-        # At the input format's rate already (the usual 16 kHz microphone), int16 frames go
-        # as they are: a pass-through resampler would only copy them.
+        if self._up_as_is and samples.dtype is NATIVE_PCM16:
+            link.send_audio(samples.tobytes())  # the usual 16 kHz microphone: 50 times a second
+            return
+        fmt = session.input_format
+        if fmt is None:
+            return
+        # At the input format's rate already, int16 frames go as they are: a pass-through
+        # resampler would only copy them.
         if up.design is not None or samples.dtype != np.int16:
             samples = cast(Samples, up.process(samples))
         link.send_audio(encode_audio(samples, fmt))
@@ -222,8 +230,13 @@ class Conversation:
         """The microphone's rate changed: resample from the new rate."""
         self.source_rate = rate
         session = self.session
-        if self._up is not None and session is not None and session.input_format is not None:
-            self._up = StreamResampler(rate, session.input_format.sample_rate)
+        fmt = session.input_format if session is not None else None
+        if self._up is not None and fmt is not None:
+            self._set_up(StreamResampler(rate, fmt.sample_rate), fmt)
+
+    def _set_up(self, up: StreamResampler, fmt: AudioFormat) -> None:
+        self._up = up
+        self._up_as_is = up.design is None and not fmt.is_ulaw
 
     def flush(self) -> None:
         if self.link is not None:
@@ -363,7 +376,8 @@ class Conversation:
 
     def _on_started(self, meta: ConversationInitiationMetadata) -> None:
         sink = self._parts.sink
-        self._up = StreamResampler(self.source_rate, meta.user_input_audio_format.sample_rate)
+        fmt = meta.user_input_audio_format
+        self._set_up(StreamResampler(self.source_rate, fmt.sample_rate), fmt)
         self._down = StreamResampler(meta.agent_output_audio_format.sample_rate, sink.rate)
         logger.info(
             "conversation %s started (user audio %s, agent audio %s)",

@@ -12,6 +12,7 @@ Pure: imports numpy and the protocol's ``AudioFormat`` only; no I/O.
 from __future__ import annotations
 
 import functools
+import sys
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +20,7 @@ import numpy.typing as npt
 from piagent.protocol.messages import AudioFormat
 
 __all__ = [
+    "NATIVE_PCM16",
     "ULAW_BIAS",
     "ULAW_CLIP",
     "Samples",
@@ -37,6 +39,11 @@ ULAW_BIAS = 0x84
 ULAW_CLIP = 32635
 
 _PCM16_LE = np.dtype("<i2")
+
+NATIVE_PCM16: np.dtype[np.int16] | None = np.dtype(np.int16) if sys.byteorder == "little" else None
+"""The dtype of int16 arrays whose memory already is little-endian 16-bit PCM, to write or send
+as they are (``array.dtype is NATIVE_PCM16``, one identity check); None on a big-endian
+machine."""
 
 
 @functools.cache

@@ -38,13 +38,12 @@ import contextlib
 import logging
 import os
 import struct
-import sys
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from piagent.audio.codecs import Samples, encode_pcm16
+from piagent.audio.codecs import NATIVE_PCM16, Samples, encode_pcm16
 from piagent.audio.wavecho import WavEchoPath, WavFileError
 from piagent.audio.wavmic import EARLY_S, WavMicrophone, read_wav
 
@@ -60,8 +59,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _HEADER_BYTES = 44
-# int16 samples whose memory is already the file's little-endian PCM (None on big-endian).
-_NATIVE_PCM16 = np.dtype(np.int16) if sys.byteorder == "little" else None
 _MAX_DATA_BYTES = 0xFFFFFFFF - (_HEADER_BYTES - 8)  # the RIFF size field is 32 bits
 
 
@@ -337,7 +334,7 @@ class WavSpeaker:
             logger.warning("%s: WAV size limit (4 GiB) reached; writing no more", self._path)
             return
         # int16 on a little-endian machine is written from the array itself, without a copy.
-        data = samples if samples.dtype is _NATIVE_PCM16 else encode_pcm16(samples)
+        data = samples if samples.dtype is NATIVE_PCM16 else encode_pcm16(samples)
         size = len(samples) * 2
         count = file.write(data)  # type: ignore[arg-type] # an ndarray is a buffer
         if count != size:  # an unbuffered write may be short
