@@ -323,6 +323,14 @@ class Timeline:
 
 TIMELINES: dict[int, Timeline] = {}  # id(record) -> its timeline
 CLIENT_PID: list[int | None] = [None]  # the process whose /proc the next connections read
+SECTIONS_PIDS: set[int] = set()  # daemons under scripts/daemon_costs.py: signalled at both ends
+
+
+def snapshot_sections(pid: int | None) -> None:
+    """Ask a daemon timed by ``scripts/daemon_costs.py`` for its running totals."""
+    if pid in SECTIONS_PIDS:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1)
 
 
 class TimedConversation(Conversation):
@@ -340,6 +348,7 @@ class TimedConversation(Conversation):
             if timeline.pid is not None:
                 timeline.cpu_at_metadata = cpu_seconds(timeline.pid)
                 timeline.threads_at_metadata = thread_stats(timeline.pid)
+                snapshot_sections(timeline.pid)
         elif text.startswith('{"type":"interruption"'):
             timeline.interruptions.append(time.monotonic())
         await super()._send_text(text)
@@ -362,6 +371,7 @@ class TimedConversation(Conversation):
             if timeline.pid is not None:
                 timeline.cpu_at_close = cpu_seconds(timeline.pid)
                 timeline.threads_by_close = thread_stats(timeline.pid)
+                snapshot_sections(timeline.pid)
                 timeline.threads_at_close = proc_status(timeline.pid).get("Threads")
 
 
@@ -502,7 +512,9 @@ def continuous_speech(seconds: float) -> bytes:
 class PiagentDaemon:
     """``piagent run`` (WAV backend) in a work directory, driven over its control socket."""
 
-    def __init__(self, workdir: Path, sim: SimServer, mic: Path, agent_id: str) -> None:
+    def __init__(
+        self, workdir: Path, sim: SimServer, mic: Path, agent_id: str, costs: Path | None = None
+    ) -> None:
         self.workdir = workdir
         self.socket = workdir / "control.sock"
         self.speaker = workdir / "speaker.wav"
@@ -524,8 +536,10 @@ class PiagentDaemon:
         for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM"):
             env.pop(name, None)
         self.log = open(workdir / "daemon.log", "wb")  # noqa: SIM115 - closed in stop()
+        # With ``costs``, the same daemon with its hot paths timed (scripts/daemon_costs.py).
+        runner = ["-m", "piagent"] if costs is None else [str(DAEMON_COSTS), str(costs)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "piagent", "run", "--config", str(workdir / "config.yaml")],
+            [sys.executable, *runner, "run", "--config", str(workdir / "config.yaml")],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -612,6 +626,7 @@ class Run:
     main_thread_cpu_s: float = 0.0  # of cpu_s: the main thread's (piagent's event loop)
     wakeups: int = 0  # context switches of all threads over the conversation
     profile: dict[str, float] | None = None  # --profile: share of samples per cost
+    sections: dict[str, tuple[float, float, float]] | None = None  # --sections: see section_costs
 
     @property
     def cpu_per_minute(self) -> float:
@@ -760,11 +775,16 @@ def run_piagent(
     script: Script,
     idle_s: float = 5.0,
     profile: Path | None = None,
+    sections: bool = False,
 ) -> Run:
     """One conversation; then ``idle_s`` seconds with none, for the daemon's standby cost;
-    with ``profile`` (a directory), py-spy samples the daemon during the conversation."""
+    with ``profile`` (a directory), py-spy samples the daemon during the conversation; with
+    ``sections``, the daemon's hot paths are timed in place (``section_costs``)."""
     index = len(sim.conversations)
-    daemon = PiagentDaemon(workdir, sim, mic, "bench")
+    costs = workdir / "costs" if sections else None
+    daemon = PiagentDaemon(workdir, sim, mic, "bench", costs)
+    if sections:
+        SECTIONS_PIDS.add(daemon.proc.pid)
     raw = profile / f"py-spy-{workdir.name}.txt" if profile else None
     if profile:
         profile.mkdir(parents=True, exist_ok=True)
@@ -778,6 +798,8 @@ def run_piagent(
         run = figures("piagent", rec, status.get("VmHWM", 0), daemon.speaker, growth.start)
         if raw is not None:
             run.profile = profile_costs(raw)
+        if costs is not None:
+            run.sections = section_costs(costs, run.conversation_s / 60)
         time.sleep(1.0)  # the conversation's teardown
         before = cpu_seconds(daemon.proc.pid)
         time.sleep(idle_s)
@@ -787,7 +809,63 @@ def run_piagent(
         return run
     finally:
         CLIENT_PID[0] = None
+        SECTIONS_PIDS.discard(daemon.proc.pid)
         daemon.stop()
+
+
+DAEMON_COSTS = Path(__file__).resolve().with_name("daemon_costs.py")
+REST = "the rest: waking up, the event loop's own work, timers"
+MAIN = "the main thread in all"
+
+
+def section_costs(costs: Path, minutes: float) -> dict[str, tuple[float, float, float]]:
+    """Per section of ``scripts/daemon_costs.py`` over the conversation (its two snapshots):
+    (CPU seconds per conversation minute, calls per second, microseconds per call); plus the
+    whole main thread, and the rest of it, outside the tick and the downlink."""
+    snaps = [Path(f"{costs}.{n}.json") for n in (1, 2)]
+    deadline = time.monotonic() + 5
+    while not all(snap.exists() for snap in snaps):
+        if time.monotonic() > deadline:
+            raise BenchFailed(f"no section snapshots from the daemon: {snaps}")
+        time.sleep(0.05)
+    time.sleep(0.05)  # the second one is written whole
+    first, second = (json.loads(snap.read_text()) for snap in snaps)
+    out: dict[str, tuple[float, float, float]] = {}
+    for name, (ns, calls) in second["sections"].items():
+        d_ns, d_calls = ns - first["sections"][name][0], calls - first["sections"][name][1]
+        per_call = d_ns / d_calls / 1000 if d_calls else 0.0
+        out[name] = (d_ns / 1e9 / minutes, d_calls / (minutes * 60), per_call)
+    main = (second["main_thread_ns"] - first["main_thread_ns"]) / 1e9 / minutes
+    out[MAIN] = (main, 0.0, 0.0)
+    tops = out["tick"][0] + out["downlink: read and handle"][0]
+    out[REST] = (main - tops, 0.0, 0.0)
+    return out
+
+
+def sections_table(runs: list[Run]) -> list[str]:
+    """Markdown: the medians over ``runs`` of each section, nested as daemon_costs.py says."""
+    sys.path.insert(0, str(DAEMON_COSTS.parent))
+    from daemon_costs import SECTIONS
+
+    parents = {name: parent for name, *_, parent in SECTIONS}
+    names = [MAIN, *parents, REST]
+
+    def depth(name: str) -> int:
+        return 0 if not parents.get(name) else 1 + depth(parents[name])
+
+    lines = [
+        f"| where piagent's main thread spent the conversation (thread CPU time, in place, "
+        f"medians of {len(runs)}) | CPU-s per minute | calls per second | us per call |",
+        "|---|---|---|---|",
+    ]
+    for name in names:
+        cpu, rate, per_call = (
+            statistics.median((r.sections or {})[name][i] for r in runs) for i in range(3)
+        )
+        label = "&nbsp;&nbsp;" * depth(name) + name
+        calls = f"{rate:.1f} | {per_call:.0f}" if rate else "| "
+        lines.append(f"| {label} | {cpu:.3f} | {calls} |")
+    return lines
 
 
 def run_sdk(sim: SimServer, workdir: Path, mic: Path, script: Script) -> Run:
@@ -992,6 +1070,9 @@ def report(
     profiled = [r for r in ours if r.profile]
     if profiled:
         lines += ["", *profile_table([r.profile or {} for r in profiled])]
+    timed = [r for r in ours if r.sections]
+    if timed:
+        lines += ["", *sections_table(timed)]
     per_a, per_b = (
         median_of(ours, lambda r: r.chunk_ms_median),
         median_of(theirs, lambda r: r.chunk_ms_median),
@@ -1048,6 +1129,12 @@ def main(argv: list[str] | None = None) -> int:
         "print where its CPU went",
     )
     parser.add_argument(
+        "--sections",
+        action="store_true",
+        help="time piagent's hot paths in place (scripts/daemon_costs.py) and print where its "
+        "conversation CPU went; the timing's own cost then adds to its CPU figures",
+    )
+    parser.add_argument(
         "--rig",
         action="store_true",
         help="then the same comparison on the rig's clocked ALSA card, with the PyAudio "
@@ -1087,7 +1174,9 @@ def main(argv: list[str] | None = None) -> int:
                         workdir = Path(tmp) / f"{client}-{i + 1}"
                         workdir.mkdir()
                         if client == "piagent":
-                            run = run_piagent(sim, workdir, mic, script, idle_s, args.profile)
+                            run = run_piagent(
+                                sim, workdir, mic, script, idle_s, args.profile, args.sections
+                            )
                         else:
                             run = run_sdk(sim, workdir, mic, script)
                         check_run(run, script)

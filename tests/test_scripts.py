@@ -80,3 +80,30 @@ def test_the_rig_benchmark_needs_the_rig_up_and_says_so(
     )
     assert result.returncode == status, result.stdout + result.stderr
     assert says in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_bench_vs_sdk_sections_say_where_the_daemons_conversation_went() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "bench_vs_sdk.py"),
+            *("--quick", "--only", "piagent", "--presses", "0", "--sections"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {
+        line.split("|")[1].strip().replace("&nbsp;", ""): line.split("|")[2:5]
+        for line in result.stdout.splitlines()
+        if line.startswith("| ") and line.count("|") == 5
+    }
+    for name in ("speaker: Playback.read", "uplink: Link.send_audio", "downlink: read and handle"):
+        assert float(rows[name][0]) > 0, rows
+    # One tick a 20 ms period, each sending the microphone's frame: a count, not a timing.
+    for name in ("tick", "uplink: Link.send_audio"):
+        assert 45 <= float(rows[name][1]) <= 51, rows
