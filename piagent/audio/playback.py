@@ -10,12 +10,14 @@ and a device thread: the loop calls ``play``, ``mark_end``, ``flush``, ``play_ea
 callback) or task (the WAV speaker). One ``threading.Lock`` guards the queues and the jitter
 state, and is held only for list operations and a few integer updates: ``read`` takes views
 of the queued chunks under it, then mixes, scales and clips outside it, so the audio callback
-never waits on numpy work done by the loop, nor the loop on the callback's. A period of
-speech alone is scaled by one table lookup (``levels.gain_table``) and a silent one is a
-shared read-only buffer: ``read`` runs once a period with cold caches, where each numpy call
-costs far more than its arithmetic. The reader tells
+never waits on numpy work done by the loop, nor the loop on the callback's. The reader tells
 the loop that speech has run out with ``loop.call_soon_threadsafe`` (tolerating a closed loop
 at shutdown); everything else about ``wait_drained`` happens on the loop.
+
+Cost. ``read`` runs once a period with cold caches, where a numpy call costs far more than its
+arithmetic, so the common periods take the fewest: a period of speech alone is scaled by one
+lookup in a table made once per volume (``levels.gain_table``: the fixed-point numbers of the
+mix), a silent one is a shared read-only buffer, and only earcons are mixed in int32.
 
 Jitter buffer. After idle, speech starts once ``jitter_ms`` of it is queued, or the producer
 calls ``mark_end`` (the burst is complete), or ``jitter_ms`` of wall time has passed since its
