@@ -12,8 +12,11 @@ conversation, then silence. Both write what they play to a 16 kHz WAV timeline i
 in 20 ms periods, silence included, as a sound card would.
 
 * piagent: ``piagent run`` with the ``wav`` backend (20 ms microphone frames), mock pins, no
-  earcons; the bench presses the button over the control socket as soon as the daemon answers
-  and holds it for the whole conversation (an open microphone, as the SDK has).
+  earcons, in the environment its systemd unit gives it (the unit file's ``Environment=``
+  lines, ``STATE_DIRECTORY``, and ``CACHE_DIRECTORY`` holding the resampling filters, as after
+  an appliance's first start) and nothing of the shell's; the bench presses the button over
+  the control socket as soon as the daemon answers and holds it for the whole conversation
+  (an open microphone, as the SDK has).
 * SDK: this file run as a child (``--sdk-child``; it imports only the standard library and
   ``elevenlabs``) holding ``Conversation(ElevenLabs(base_url=sim), ..., audio_interface=
   WavDevice)``. ``WavDevice`` is an ``AudioInterface``: a thread feeds the same WAV in 250 ms
@@ -217,6 +220,7 @@ from importlib.metadata import version  # noqa: E402
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
+from bench_idle import unit_environment  # noqa: E402 - beside this script
 
 import piagent.sim.server  # noqa: E402
 from piagent import __version__  # noqa: E402
@@ -509,6 +513,9 @@ def continuous_speech(seconds: float) -> bytes:
 # The clients
 
 
+FILTER_CACHE: list[Path | None] = [None]  # the daemons' CacheDirectory=, filters made once
+
+
 class PiagentDaemon:
     """``piagent run`` (WAV backend) in a work directory, driven over its control socket."""
 
@@ -532,9 +539,14 @@ class PiagentDaemon:
             "logging": {"journal": False},
         }
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-        env = {**os.environ, "STATE_DIRECTORY": str(workdir / "state")}
-        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM"):
-            env.pop(name, None)
+        # What the unit gives the daemon: its Environment= lines and the directories systemd
+        # makes for StateDirectory= and CacheDirectory= (the filters are there, as after the
+        # appliance's first start), nothing of this shell's.
+        env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
+        env.update(unit_environment())
+        env["STATE_DIRECTORY"] = str(workdir / "state")
+        if FILTER_CACHE[0] is not None:
+            env["CACHE_DIRECTORY"] = str(FILTER_CACHE[0])
         self.log = open(workdir / "daemon.log", "wb")  # noqa: SIM115 - closed in stop()
         # With ``costs``, the same daemon with its hot paths timed (scripts/daemon_costs.py).
         runner = ["-m", "piagent"] if costs is None else [str(DAEMON_COSTS), str(costs)]
@@ -1165,7 +1177,7 @@ def main(argv: list[str] | None = None) -> int:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        os.environ["PIAGENT_CACHE_DIR"] = str(filters)
+        FILTER_CACHE[0] = filters
         try:
             bench_sim = SimServer([AgentDefinition(agent_id="bench")], script.scenario)
             with bench_sim.run_in_thread() as sim:
