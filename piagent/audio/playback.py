@@ -445,11 +445,7 @@ class Playback:
         self._earcons = playing
 
     def _mix(self, n: int, speech: list[Samples], sounds: list[Samples]) -> Samples:
-        mix: npt.NDArray[np.int32] = np.zeros(n, dtype=np.int32)
-        pos = 0
-        for part in speech:
-            mix[pos : pos + len(part)] = part
-            pos += len(part)
+        mix: npt.NDArray[np.int32] = _joined(n, speech).astype(np.int32)
         for sound in sounds:
             mix[: len(sound)] += sound
         if len(sounds) > 1:  # speech plus one earcon (LEVEL < 1) stays within the mix range
