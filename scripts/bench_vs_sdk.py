@@ -44,6 +44,12 @@ Runs alternate (piagent, SDK, piagent, SDK, ...). Figures per process, over the 
   ctl press`` sends, without the interpreter's start-up) to the first non-silent chunk
   arriving at the simulator: cold (the press opens the conversation) and warm (it is open).
 
+After each pair of runs (unless ``--only`` or ``--no-floor``), ``scripts/bench_floor.py``'s
+bare client: an asyncio program doing piagent's conversation I/O (a 20 ms frame to a loopback
+socket and a 20 ms speaker append with its header rewrite every period, an agent message
+read every 100 ms) and none of its work. Its CPU per minute is the floor on this machine that
+no client with 20 ms chunks goes below; the table gives both clients' CPU as multiples of it.
+
 The simulator records no arrival times, so this script subclasses its ``Conversation`` (the
 per-connection handler) to time ``user_audio_chunk`` frames, ``interruption`` frames and the
 metadata, and to read the client's ``/proc`` figures at those moments. The tables are
@@ -218,6 +224,7 @@ import tempfile  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from importlib.metadata import version  # noqa: E402
 
+import bench_floor  # noqa: E402 - beside this script
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from bench_idle import unit_environment  # noqa: E402 - beside this script
@@ -1037,6 +1044,7 @@ def report(
     runs: list[Run],
     presses: dict[str, list[float]],
     quick: bool,
+    floor: list[dict[str, Any]],
 ) -> tuple[str, dict[str, Any], bool]:
     ours = [r for r in runs if r.client == "piagent"]
     theirs = [r for r in runs if r.client == "sdk"]
@@ -1079,6 +1087,9 @@ def report(
         median_of(ours, lambda r: r.cpu_per_minute),
         median_of(theirs, lambda r: r.cpu_per_minute),
     )
+    floor_cpu = statistics.median(f["cpu_per_minute"] for f in floor) if floor else None
+    if floor_cpu is not None:
+        lines += ["", *floor_table(floor, floor_cpu, cpu_a, cpu_b)]
     profiled = [r for r in ours if r.profile]
     if profiled:
         lines += ["", *profile_table([r.profile or {} for r in profiled])]
@@ -1108,8 +1119,26 @@ def report(
         "table": table,
         "runs": [{**vars(r), "cpu_per_minute": r.cpu_per_minute} for r in runs],
         "goals": [{"goal": g, "met": m} for g, m in goals],
+        "floor": {"cpu_per_minute": floor_cpu, "runs": floor},
     }
     return "\n".join(lines), data, all(met for _, met in goals)
+
+
+def floor_table(
+    floor: list[dict[str, Any]], cpu: float, ours: float | None, theirs: float | None
+) -> list[str]:
+    """The bare 20 ms client's figures beside the two clients': how far above it each is."""
+    runs = ", ".join(f"{f['cpu_per_minute']:.2f}" for f in floor)
+    wakeups = statistics.median(f["wakeups_per_s"] for f in floor)
+    return [
+        "| the floor: a bare asyncio client with piagent's I/O and no work "
+        "(scripts/bench_floor.py) | value |",
+        "|---|---|",
+        f"| CPU s per minute, median ({runs}) | {cpu:.2f} |",
+        f"| wake-ups (context switches) per second | {wakeups:.0f} |",
+        f"| piagent / floor | {fmt(None if ours is None else ours / cpu, '{:.2f}')} |",
+        f"| SDK / floor | {fmt(None if theirs is None else theirs / cpu, '{:.2f}')} |",
+    ]
 
 
 def check_run(run: Run, script: Script) -> None:
@@ -1147,6 +1176,11 @@ def main(argv: list[str] | None = None) -> int:
         "conversation CPU went; the timing's own cost then adds to its CPU figures",
     )
     parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the bare 20 ms client (scripts/bench_floor.py) run after each pair",
+    )
+    parser.add_argument(
         "--rig",
         action="store_true",
         help="then the same comparison on the rig's clocked ALSA card, with the PyAudio "
@@ -1166,6 +1200,8 @@ def main(argv: list[str] | None = None) -> int:
 
     script = make_script(turns)
     runs: list[Run] = []
+    # The bare client (scripts/bench_floor.py) after each pair: what no 20 ms client goes below.
+    floor_runs: list[dict[str, Any]] | None = None if args.only or args.no_floor else []
     with tempfile.TemporaryDirectory(prefix="bench-vs-sdk-") as tmp:
         mic = Path(tmp) / "mic.wav"
         write_wav(mic, script.mic)
@@ -1198,13 +1234,16 @@ def main(argv: list[str] | None = None) -> int:
                             f"chunks every {run.chunk_ms_median:.0f} ms, "
                             f"peak RSS {run.hwm_mb:.0f} MB"
                         )
+                    if floor_runs is not None:
+                        floor_runs.append(bench_floor.measure(*((5.0, 1.0) if args.quick else ())))
+                        log(f"floor run {i + 1}: {floor_runs[-1]['cpu_per_minute']:.2f} CPU s/min")
             press_dir = Path(tmp) / "press"
             press_dir.mkdir()
             presses = press_phase(press_dir, rounds) if rounds else {"cold": [], "warm": []}
         except BenchFailed as exc:
             print(f"bench failed: {exc}", file=sys.stderr)
             return 2
-    text, data, met = report(machine(), runs, presses, args.quick)
+    text, data, met = report(machine(), runs, presses, args.quick, floor_runs or [])
     print(json.dumps(data, indent=2) if args.json else text)
     if args.rig:  # the same clients on the emulated Pi, after this machine's figures
         sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -1,9 +1,11 @@
-"""The soak and the benchmark against the official SDK still run: each in its short mode, as a
-subprocess, exiting 0 and printing its table. Their figures are not asserted here: the machines
-that run the tests are shared and noisy; the scripts themselves judge their goals in full runs."""
+"""The soak, the benchmark against the official SDK and the bare client's floor still run: each
+in its short mode, as a subprocess, exiting 0 and printing its table. Their figures are not
+asserted here: the machines that run the tests are shared and noisy; the scripts themselves
+judge their goals in full runs."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,9 +16,9 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
-def run_script(name: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def run_script(name: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(SCRIPTS / name), "--quick"],
+        [sys.executable, str(SCRIPTS / name), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -27,7 +29,7 @@ def run_script(name: str, timeout: float) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_soak_quick_holds_conversations_and_prints_its_table() -> None:
-    result = run_script("soak.py", timeout=100)
+    result = run_script("soak.py", "--quick", timeout=100)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "| figure | value |" in out
@@ -40,7 +42,7 @@ def test_soak_quick_holds_conversations_and_prints_its_table() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_bench_vs_sdk_quick_runs_both_clients_and_prints_its_table() -> None:
-    result = run_script("bench_vs_sdk.py", timeout=100)
+    result = run_script("bench_vs_sdk.py", "--quick", timeout=100)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "| figure | piagent | SDK | piagent / SDK |" in out
@@ -55,6 +57,9 @@ def test_bench_vs_sdk_quick_runs_both_clients_and_prints_its_table() -> None:
         assert row in out
     assert "| 1 | piagent | 2/3 | 1 | 1000 |" in out  # the script played out in both clients
     assert "| 2 | sdk | 2/3 | 1 | 1000 |" in out
+    # The bare client ran after the pair, and both clients are given as multiples of it.
+    assert "(scripts/bench_floor.py) | value |" in out
+    assert "| piagent / floor |" in out and "| SDK / floor |" in out
     assert "elevenlabs 2.78.0" in out
 
 
@@ -85,16 +90,10 @@ def test_the_rig_benchmark_needs_the_rig_up_and_says_so(
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_bench_vs_sdk_sections_say_where_the_daemons_conversation_went() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPTS / "bench_vs_sdk.py"),
-            *("--quick", "--only", "piagent", "--presses", "0", "--sections"),
-        ],
-        capture_output=True,
-        text=True,
+    result = run_script(
+        "bench_vs_sdk.py",
+        *("--quick", "--only", "piagent", "--presses", "0", "--sections"),
         timeout=100,
-        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     rows = {
@@ -107,3 +106,19 @@ def test_bench_vs_sdk_sections_say_where_the_daemons_conversation_went() -> None
     # One tick a 20 ms period, each sending the microphone's frame: a count, not a timing.
     for name in ("tick", "uplink: Link.send_audio"):
         assert 45 <= float(rows[name][1]) <= 51, rows
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_bench_floor_ticks_every_20_ms_and_every_frame_arrives() -> None:
+    result = run_script(
+        "bench_floor.py", *("--seconds", "3", "--settle", "1", "--runs", "1", "--json"), timeout=80
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run,) = json.loads(result.stdout)["runs"]
+    # 4 s of 20 ms ticks (1 settling, 3 measured), each frame written whole and read at the
+    # far end: the client did the I/O it claims to measure. Counts, not timings.
+    assert run["ticks"] == 200
+    assert run["frames"] == 200
+    assert run["cpu_per_minute"] > 0
+    assert run["wakeups_per_s"] >= 40  # it slept between ticks: at least one wake-up each
