@@ -1,28 +1,35 @@
 #!/usr/bin/env python3
-"""The least a client with 20 ms chunks can cost on this machine: a bare asyncio program that
-does piagent's conversation I/O and none of its work, measured the way ``bench_vs_sdk.py``
-measures the daemon and the SDK.
+"""The least a client with 20 ms chunks can cost on this machine: bare programs that do
+piagent's conversation I/O and none of its work, measured as ``bench_vs_sdk.py`` measures
+the daemon and the SDK.
 
-The client (this file run with ``--client``; standard library only) ticks on asyncio's clock
-every 20 ms, on absolute deadlines as ``WavSpeaker`` does, and at each tick:
+The client (this file run with ``--client SHAPE``; standard library only) works every 20 ms,
+on absolute deadlines as ``WavSpeaker`` does, and each period:
 
 * writes one prebuilt, masked WebSocket text frame of a 20 ms ``user_audio_chunk`` (16 kHz
   PCM, base64 in JSON: 888 bytes on the wire) to a loopback TCP connection;
 * appends 20 ms of 16 kHz samples (640 bytes) to a WAV file, unbuffered, then rewrites its
   44-byte header in place: the speaker timeline interface.md promises, valid at every moment.
 
+It comes in two shapes (``SHAPES``):
+
+* ``asyncio``, piagent's: one event loop, a timer callback a period, the socket a transport
+  whose reads arrive in a protocol callback;
+* ``threads``, the SDK's: a thread sleeping to each period's deadline writes a blocking
+  socket, another blocks reading it.
+
 The other end (a thread of this process, as ``bench_vs_sdk.py``'s simulator is) reads what
 arrives and sends a 100 ms agent audio message (a 4.3 KB unmasked text frame) every 100 ms,
 which the client reads and drops. No JSON, base64, websockets, numpy, playback or protocol
-work is done on either path: what the client costs is wake-ups, the event loop's own work
-and the system calls. The conversation benchmark's daemon does all of that and its work too,
-so its CPU can approach this figure and never go below it.
+work is done on either path: what a client costs is wake-ups, its event loop's or threads'
+own work, and the system calls. A client of the same shape that does that work too can
+approach its shape's figure and never go below it.
 
-The client measures itself from its first tick after ``--settle`` seconds over ``--seconds``:
+Each client measures itself from the period after ``--settle`` seconds over ``--seconds``:
 CPU (user and system, every thread, ``getrusage``) as CPU-seconds per minute, and context
-switches per second (its wake-ups). The parent checks that every frame arrived.
+switches per second (its wake-ups). The parent counts the frames that arrived.
 
-    .venv/bin/python scripts/bench_floor.py [--seconds 40] [--settle 2] [--runs 3]
+    .venv/bin/python scripts/bench_floor.py [--seconds 40] [--settle 2] [--runs 3] [--json]
 """
 
 from __future__ import annotations
@@ -30,9 +37,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import resource
+import select
 import socket
 import statistics
 import struct
@@ -41,9 +50,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+Figures = dict[str, Any]
+SHAPES = ("asyncio", "threads")
 PERIOD_S = 0.02
 RATE = 16_000
 DOWNLINK_S = 0.1  # one agent audio message every 100 ms
@@ -80,7 +92,39 @@ def _wav_header(data_bytes: int) -> bytes:
     )
 
 
-async def _client(port: int, file: BinaryIO, seconds: float, settle: float) -> dict[str, Any]:
+class _Periods:
+    """The client's work each 20 ms period, the same in both clients, and the measuring
+    window: from the period after ``settle`` seconds to ``seconds`` later."""
+
+    def __init__(
+        self, send: Callable[[bytes], object], file: BinaryIO, seconds: float, settle: float
+    ) -> None:
+        self._send, self._file, self._fd = send, file, file.fileno()
+        self._frame, self._samples = _uplink_frame(), bytes(2 * RATE * 20 // 1000)
+        self._first = round(settle / PERIOD_S)
+        self._last = self._first + round(seconds / PERIOD_S)
+        self._written = 0
+        self._before = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        self.count = 0
+        file.write(_wav_header(0))
+
+    def tick(self) -> dict[str, Any] | None:
+        """One period's I/O; the figures after the window's last one."""
+        self.count += 1
+        self._send(self._frame)
+        self._file.write(self._samples)
+        self._written += len(self._samples)
+        os.pwrite(self._fd, _wav_header(self._written), 0)
+        if self.count == self._first:
+            self._before = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        if self.count < self._last:
+            return None
+        usage, wall = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        return _figures(self._before[0], usage, wall - self._before[1], self.count)
+
+
+async def _asyncio_client(port: int, file: BinaryIO, seconds: float, settle: float) -> Figures:
+    """piagent's shape: one event loop, a timer callback a period, the socket a transport."""
     loop = asyncio.get_running_loop()
 
     class Sink(asyncio.Protocol):
@@ -88,29 +132,16 @@ async def _client(port: int, file: BinaryIO, seconds: float, settle: float) -> d
             pass  # read and dropped: no parsing, no work
 
     transport, _ = await loop.create_connection(Sink, "127.0.0.1", port)
-    frame, period = _uplink_frame(), bytes(2 * RATE * 20 // 1000)
-    done: asyncio.Future[dict[str, Any]] = loop.create_future()
-    file.write(_wav_header(0))
-    fd = file.fileno()
+    periods = _Periods(transport.write, file, seconds, settle)
+    done: asyncio.Future[Figures] = loop.create_future()
     start = loop.time()
-    first = round(settle / PERIOD_S)
-    last = first + round(seconds / PERIOD_S)
-    state = {"k": 0, "written": 0}
-    before: list[Any] = []
 
     def tick() -> None:
-        k = state["k"] = state["k"] + 1
-        transport.write(frame)
-        file.write(period)
-        state["written"] += len(period)
-        os.pwrite(fd, _wav_header(state["written"]), 0)
-        if k == first:
-            before[:] = [resource.getrusage(resource.RUSAGE_SELF), time.monotonic()]
-        if k == last:
-            usage, wall = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
-            done.set_result(_figures(before[0], usage, wall - before[1], k))
-            return
-        loop.call_at(start + k * PERIOD_S, tick)
+        figures = periods.tick()
+        if figures is not None:
+            done.set_result(figures)
+        else:
+            loop.call_at(start + periods.count * PERIOD_S, tick)
 
     tick()
     figures = await done
@@ -118,9 +149,29 @@ async def _client(port: int, file: BinaryIO, seconds: float, settle: float) -> d
     return figures
 
 
+def _threads_client(port: int, file: BinaryIO, seconds: float, settle: float) -> Figures:
+    """A threaded shape, as the SDK's: a thread sleeping to each period's deadline writes a
+    blocking socket; another blocks reading it."""
+    conn = socket.create_connection(("127.0.0.1", port))
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def drain() -> None:
+        with contextlib.suppress(OSError):
+            while conn.recv(65536):
+                pass  # read and dropped
+
+    threading.Thread(target=drain, name="floor-reader", daemon=True).start()
+    periods = _Periods(conn.sendall, file, seconds, settle)
+    start = time.monotonic()
+    while (figures := periods.tick()) is None:
+        time.sleep(max(0.0, start + periods.count * PERIOD_S - time.monotonic()))
+    conn.close()
+    return figures
+
+
 def _figures(
     before: resource.struct_rusage, after: resource.struct_rusage, wall: float, ticks: int
-) -> dict[str, Any]:
+) -> Figures:
     user = after.ru_utime - before.ru_utime
     system = after.ru_stime - before.ru_stime
     switches = (after.ru_nvcsw + after.ru_nivcsw) - (before.ru_nvcsw + before.ru_nivcsw)
@@ -147,20 +198,16 @@ class _Server:
         conn, _ = self._listener.accept()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         message = _downlink_frame()
-        conn.settimeout(DOWNLINK_S)
         due = time.monotonic() + DOWNLINK_S
         with conn:
             while True:
-                conn.settimeout(max(0.0, due - time.monotonic()))
+                readable, _, _ = select.select([conn], [], [], max(0.0, due - time.monotonic()))
                 try:
-                    data = conn.recv(65536)
-                except TimeoutError:
-                    try:
+                    if not readable:
                         conn.sendall(message)
-                    except OSError:
-                        return
-                    due += DOWNLINK_S
-                    continue
+                        due += DOWNLINK_S
+                        continue
+                    data = conn.recv(65536)
                 except OSError:
                     return
                 if not data:
@@ -172,8 +219,9 @@ class _Server:
         self._listener.close()
 
 
-def measure(seconds: float = 40.0, settle: float = 2.0) -> dict[str, Any]:
-    """One run of the bare client; its figures, with ``frames`` (uplink frames received)."""
+def measure(shape: str = "asyncio", seconds: float = 40.0, settle: float = 2.0) -> Figures:
+    """One run of the bare client of ``shape`` (``SHAPES``); its figures, with ``frames``
+    (uplink frames received)."""
     server = _Server()
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
         result = subprocess.run(
@@ -181,6 +229,7 @@ def measure(seconds: float = 40.0, settle: float = 2.0) -> dict[str, Any]:
                 sys.executable,
                 __file__,
                 "--client",
+                shape,
                 *(str(server.port), str(Path(tmp) / "speaker.wav"), str(seconds), str(settle)),
             ],
             capture_output=True,
@@ -192,7 +241,7 @@ def measure(seconds: float = 40.0, settle: float = 2.0) -> dict[str, Any]:
     server.join()
     if result.returncode != 0:
         raise RuntimeError(f"the floor client failed: {result.stderr.strip()}")
-    figures: dict[str, Any] = json.loads(result.stdout)
+    figures: Figures = json.loads(result.stdout)
     figures["frames"] = server.received / UPLINK_BYTES
     return figures
 
@@ -201,32 +250,41 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=40.0, help="measured (40)")
     parser.add_argument("--settle", type=float, default=2.0, help="before measuring (2)")
-    parser.add_argument("--runs", type=int, default=3, help="runs; the median is printed (3)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each; medians (3)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args(argv)
-    runs = [measure(args.seconds, args.settle) for _ in range(args.runs)]
-    cpu = statistics.median(r["cpu_per_minute"] for r in runs)
+    runs: dict[str, list[Figures]] = {shape: [] for shape in SHAPES}
+    for _ in range(args.runs):  # alternating
+        for shape in SHAPES:
+            runs[shape].append(measure(shape, args.seconds, args.settle))
+    medians = {
+        shape: statistics.median(r["cpu_per_minute"] for r in shape_runs)
+        for shape, shape_runs in runs.items()
+    }
     if args.json:
-        print(json.dumps({"runs": runs, "cpu_per_minute": cpu}, indent=2))
+        print(json.dumps({"runs": runs, "cpu_per_minute": medians}, indent=2))
         return 0
-    print("| the bare 20 ms client (run) | CPU s per minute | of which system | wake-ups/s |")
+    print("| the bare 20 ms client | CPU s per minute (runs) | of which system | wake-ups/s |")
     print("|---|---|---|---|")
-    for i, run in enumerate(runs, 1):
-        print(
-            f"| {i} | {run['cpu_per_minute']:.3f} | {run['system_per_minute']:.3f} "
-            f"| {run['wakeups_per_s']:.0f} |"
-        )
-    print(f"| median | {cpu:.3f} | | |")
-    frames = ", ".join(f"{run['frames']:.0f} of {run['ticks']}" for run in runs)
-    print(f"uplink frames received, of the ticks in all: {frames}")
+    for shape, shape_runs in runs.items():
+        cpus = ", ".join(f"{r['cpu_per_minute']:.2f}" for r in shape_runs)
+        system = statistics.median(r["system_per_minute"] for r in shape_runs)
+        wakeups = statistics.median(r["wakeups_per_s"] for r in shape_runs)
+        print(f"| {shape} | {medians[shape]:.2f} ({cpus}) | {system:.2f} | {wakeups:.0f} |")
+    frames = ", ".join(f"{r['frames']:.0f} of {r['ticks']}" for rs in runs.values() for r in rs)
+    print(f"uplink frames received, of the periods in all: {frames}")
     return 0
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--client"]:
-    port, speaker, seconds, settle = sys.argv[2:6]
+    shape, port, speaker, seconds, settle = sys.argv[2:7]
     # Unbuffered, as WavSpeaker's: each period is one write of samples and one of the header.
     with open(speaker, "wb", buffering=0) as speaker_file:
-        figures = asyncio.run(_client(int(port), speaker_file, float(seconds), float(settle)))
+        args = (int(port), speaker_file, float(seconds), float(settle))
+        if shape == "asyncio":
+            figures = asyncio.run(_asyncio_client(*args))
+        else:
+            figures = _threads_client(*args)
     print(json.dumps(figures))
     sys.exit(0)
 

@@ -45,10 +45,11 @@ Runs alternate (piagent, SDK, piagent, SDK, ...). Figures per process, over the 
   arriving at the simulator: cold (the press opens the conversation) and warm (it is open).
 
 After each pair of runs (unless ``--only`` or ``--no-floor``), ``scripts/bench_floor.py``'s
-bare client: an asyncio program doing piagent's conversation I/O (a 20 ms frame to a loopback
-socket and a 20 ms speaker append with its header rewrite every period, an agent message
-read every 100 ms) and none of its work. Its CPU per minute is the floor on this machine that
-no client with 20 ms chunks goes below; the table gives both clients' CPU as multiples of it.
+bare clients, one asyncio-shaped as piagent is, one threaded as the SDK is: programs doing
+piagent's conversation I/O (a 20 ms frame to a loopback socket and a 20 ms speaker append
+with its header rewrite every period, an agent message read every 100 ms) and none of its
+work. Their CPU per minute is the floor on this machine below which no client of that shape
+with 20 ms chunks can go; the table gives both clients' CPU as multiples of it.
 
 The simulator records no arrival times, so this script subclasses its ``Conversation`` (the
 per-connection handler) to time ``user_audio_chunk`` frames, ``interruption`` frames and the
@@ -1044,7 +1045,7 @@ def report(
     runs: list[Run],
     presses: dict[str, list[float]],
     quick: bool,
-    floor: list[dict[str, Any]],
+    floor: dict[str, list[dict[str, Any]]],
 ) -> tuple[str, dict[str, Any], bool]:
     ours = [r for r in runs if r.client == "piagent"]
     theirs = [r for r in runs if r.client == "sdk"]
@@ -1087,9 +1088,8 @@ def report(
         median_of(ours, lambda r: r.cpu_per_minute),
         median_of(theirs, lambda r: r.cpu_per_minute),
     )
-    floor_cpu = statistics.median(f["cpu_per_minute"] for f in floor) if floor else None
-    if floor_cpu is not None:
-        lines += ["", *floor_table(floor, floor_cpu, cpu_a, cpu_b)]
+    if floor:
+        lines += ["", *floor_table(floor, cpu_a, cpu_b)]
     profiled = [r for r in ours if r.profile]
     if profiled:
         lines += ["", *profile_table([r.profile or {} for r in profiled])]
@@ -1119,26 +1119,30 @@ def report(
         "table": table,
         "runs": [{**vars(r), "cpu_per_minute": r.cpu_per_minute} for r in runs],
         "goals": [{"goal": g, "met": m} for g, m in goals],
-        "floor": {"cpu_per_minute": floor_cpu, "runs": floor},
+        "floor": floor,
     }
     return "\n".join(lines), data, all(met for _, met in goals)
 
 
 def floor_table(
-    floor: list[dict[str, Any]], cpu: float, ours: float | None, theirs: float | None
+    floor: dict[str, list[dict[str, Any]]], ours: float | None, theirs: float | None
 ) -> list[str]:
-    """The bare 20 ms client's figures beside the two clients': how far above it each is."""
-    runs = ", ".join(f"{f['cpu_per_minute']:.2f}" for f in floor)
-    wakeups = statistics.median(f["wakeups_per_s"] for f in floor)
-    return [
-        "| the floor: a bare asyncio client with piagent's I/O and no work "
-        "(scripts/bench_floor.py) | value |",
-        "|---|---|",
-        f"| CPU s per minute, median ({runs}) | {cpu:.2f} |",
-        f"| wake-ups (context switches) per second | {wakeups:.0f} |",
-        f"| piagent / floor | {fmt(None if ours is None else ours / cpu, '{:.2f}')} |",
-        f"| SDK / floor | {fmt(None if theirs is None else theirs / cpu, '{:.2f}')} |",
+    """The bare 20 ms clients' figures (scripts/bench_floor.py), and each client's CPU as a
+    multiple of them."""
+    lines = [
+        "| the floor: a bare client with piagent's I/O and no work (scripts/bench_floor.py) "
+        "| CPU s per minute, median (runs) | wake-ups per second | piagent / floor "
+        "| SDK / floor |",
+        "|---|---|---|---|---|",
     ]
+    for shape, runs in floor.items():
+        cpu = statistics.median(f["cpu_per_minute"] for f in runs)
+        each = ", ".join(f"{f['cpu_per_minute']:.2f}" for f in runs)
+        wakeups = statistics.median(f["wakeups_per_s"] for f in runs)
+        a = fmt(None if ours is None else ours / cpu, "{:.2f}")
+        b = fmt(None if theirs is None else theirs / cpu, "{:.2f}")
+        lines.append(f"| {shape} | {cpu:.2f} ({each}) | {wakeups:.0f} | {a} | {b} |")
+    return lines
 
 
 def check_run(run: Run, script: Script) -> None:
@@ -1201,7 +1205,9 @@ def main(argv: list[str] | None = None) -> int:
     script = make_script(turns)
     runs: list[Run] = []
     # The bare client (scripts/bench_floor.py) after each pair: what no 20 ms client goes below.
-    floor_runs: list[dict[str, Any]] | None = None if args.only or args.no_floor else []
+    floor_runs: dict[str, list[dict[str, Any]]] | None = (
+        None if args.only or args.no_floor else {shape: [] for shape in bench_floor.SHAPES}
+    )
     with tempfile.TemporaryDirectory(prefix="bench-vs-sdk-") as tmp:
         mic = Path(tmp) / "mic.wav"
         write_wav(mic, script.mic)
@@ -1234,16 +1240,18 @@ def main(argv: list[str] | None = None) -> int:
                             f"chunks every {run.chunk_ms_median:.0f} ms, "
                             f"peak RSS {run.hwm_mb:.0f} MB"
                         )
-                    if floor_runs is not None:
-                        floor_runs.append(bench_floor.measure(*((5.0, 1.0) if args.quick else ())))
-                        log(f"floor run {i + 1}: {floor_runs[-1]['cpu_per_minute']:.2f} CPU s/min")
+                    for shape, shape_runs in (floor_runs or {}).items():
+                        times = (5.0, 1.0) if args.quick else (40.0, 2.0)
+                        shape_runs.append(bench_floor.measure(shape, *times))
+                        cpu = shape_runs[-1]["cpu_per_minute"]
+                        log(f"floor ({shape}) run {i + 1}: {cpu:.2f} CPU s/min")
             press_dir = Path(tmp) / "press"
             press_dir.mkdir()
             presses = press_phase(press_dir, rounds) if rounds else {"cold": [], "warm": []}
         except BenchFailed as exc:
             print(f"bench failed: {exc}", file=sys.stderr)
             return 2
-    text, data, met = report(machine(), runs, presses, args.quick, floor_runs or [])
+    text, data, met = report(machine(), runs, presses, args.quick, floor_runs or {})
     print(json.dumps(data, indent=2) if args.json else text)
     if args.rig:  # the same clients on the emulated Pi, after this machine's figures
         sys.path.insert(0, str(Path(__file__).resolve().parent))
