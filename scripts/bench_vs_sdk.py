@@ -1182,7 +1182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-floor",
         action="store_true",
-        help="skip the bare 20 ms client (scripts/bench_floor.py) run after each pair",
+        help="skip the bare 20 ms clients (scripts/bench_floor.py) run after each pair",
     )
     parser.add_argument(
         "--rig",
@@ -1204,7 +1204,7 @@ def main(argv: list[str] | None = None) -> int:
 
     script = make_script(turns)
     runs: list[Run] = []
-    # The bare client (scripts/bench_floor.py) after each pair: what no 20 ms client goes below.
+    # The bare clients (scripts/bench_floor.py) after each pair: the floor of each shape.
     floor_runs: dict[str, list[dict[str, Any]]] | None = (
         None if args.only or args.no_floor else {shape: [] for shape in bench_floor.SHAPES}
     )
