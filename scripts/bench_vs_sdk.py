@@ -30,7 +30,8 @@ Runs alternate (piagent, SDK, piagent, SDK, ...). Figures per process, over the 
 * CPU seconds per conversation minute: ``/proc/<pid>/stat`` utime+stime+cutime+cstime, read by
   the simulator at those two moments (and the system part alone); also the CPU spent before
   the conversation (start-up: imports, devices) and, for piagent, per minute of standby (the
-  daemon up with no conversation, for 5 s after each one: the SDK has no such state);
+  daemon up with no conversation and the button released, for 5 s from 2.5 s after its last
+  answer has played: the SDK has no such state);
 * peak resident memory: ``VmHWM`` once the conversation is over; threads at its end;
 * the period of user audio chunks as the server sees them: arrival times of
   ``user_audio_chunk`` frames at the simulator (median and 95th percentile);
@@ -232,6 +233,7 @@ from bench_idle import unit_environment  # noqa: E402 - beside this script
 
 import piagent.sim.server  # noqa: E402
 from piagent import __version__  # noqa: E402
+from piagent.audio.wavio import PARK_AFTER_S  # noqa: E402
 from piagent.control import run_ctl  # noqa: E402
 from piagent.sim.agent import AgentDefinition  # noqa: E402
 from piagent.sim.conversation import Conversation  # noqa: E402
@@ -820,7 +822,11 @@ def run_piagent(
             run.profile = profile_costs(raw)
         if costs is not None:
             run.sections = section_costs(costs, run.conversation_s / 60)
-        time.sleep(1.0)  # the conversation's teardown
+        # Standby as a user leaves it: the button let go (the microphone then rests), the
+        # last answer played out, and the speaker rested after its PARK_AFTER_S of silence.
+        daemon.ctl("release")
+        daemon.wait_status("standby", lambda status: status.get("state") == "ready")
+        time.sleep(PARK_AFTER_S + 0.5)
         before = cpu_seconds(daemon.proc.pid)
         time.sleep(idle_s)
         after = cpu_seconds(daemon.proc.pid)
@@ -1023,7 +1029,13 @@ ROWS: list[tuple[str, Callable[[Run], float | None], str]] = [
         "{:.2f}",
     ),
     ("wake-ups (context switches) per second", lambda r: r.wakeups / r.conversation_s, "{:.0f}"),
-    ("CPU s per minute idle (no conversation)", lambda r: r.idle_cpu_per_minute, "{:.2f}"),
+    # /proc counts in clock ticks (10 ms): over 5 s of standby this row moves in 0.12 steps;
+    # scripts/bench_idle.py measures standby finely.
+    (
+        "CPU s per minute idle (released, no conversation)",
+        lambda r: r.idle_cpu_per_minute,
+        "{:.2f}",
+    ),
     ("CPU s before the conversation (start-up)", lambda r: r.startup_cpu_s, "{:.2f}"),
     ("peak RSS (VmHWM), MB", lambda r: r.hwm_mb, "{:.1f}"),
     ("threads at the end", lambda r: r.threads, "{:.0f}"),
