@@ -108,7 +108,7 @@ class _Periods:
         self.count = 0
         file.write(_wav_header(0))
 
-    def tick(self) -> dict[str, Any] | None:
+    def tick(self) -> Figures | None:
         """One period's I/O; the figures after the window's last one."""
         self.count += 1
         self._send(self._frame)
