@@ -18,7 +18,10 @@ along (silence: rigmic plays none), while the agent's voice plays:
 
 For each run, from 5 s after the simulator sees the conversation, over ``--window`` seconds:
 the process's CPU (utime+stime from the guest's ``/proc``), the chunks the simulator received,
-its threads and its peak resident memory at the end. Emulation slows Python and native code
+its threads and its peak resident memory at the end; for piagent also the device xruns
+(capture, playback) and the jitter buffer's underruns from its press to the window's end
+(``ctl status``; an xrun is a callback PortAudio flagged: an overflow or underflow it
+recovered from). Emulation slows Python and native code
 alike, far more than a Pi's own CPU would, so the ratio is the figure to read.
 
     .venv/bin/python scripts/bench_rig_vs_sdk.py [--runs N] [--window S]
@@ -50,6 +53,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -143,6 +147,16 @@ class Run:
     chunks_per_s: float
     threads: int
     peak_mb: float
+    # piagent only, from the press to the window's end (``ctl status``): device xruns, capture
+    # and playback, and the jitter buffer's underruns.
+    losses: tuple[int, int, int] | None = None
+
+
+def losses(status: dict[str, Any]) -> tuple[int, int, int]:
+    """(capture xruns, playback xruns, jitter-buffer underruns) in a ``ctl status``."""
+    devices = status["devices"]
+    output = devices["output"]
+    return devices["input"]["xruns"], output["xruns"], output["underruns"]
 
 
 def wait_conversation(sim: SimServer, before: int, within: float) -> ConversationRecord:
@@ -206,10 +220,18 @@ def run_piagent(sim: SimServer, window: float) -> Run:
         time.sleep(1)
     pid = int(rig("systemctl show piagent -p MainPID --value"))
     before = len(sim.conversations)
+    at_press = losses(status)
     rig(f"piagent ctl --socket {SOCKET} press")
     record = wait_conversation(sim, before, 60)
     try:
-        return measure("piagent", pid, record, window)
+        run = measure("piagent", pid, record, window)
+        at_end = losses(json.loads(rig(f"piagent ctl --socket {SOCKET} status --json")))
+        run.losses = (
+            at_end[0] - at_press[0],
+            at_end[1] - at_press[1],
+            at_end[2] - at_press[2],
+        )
+        return run
     finally:
         rig(f"piagent ctl --socket {SOCKET} release; systemctl stop piagent")
 
@@ -241,10 +263,15 @@ def main(argv: list[str] | None = None) -> int:
             for client, runner in (("piagent", run_piagent), ("sdk", run_sdk)):
                 run = runner(sim, args.window)
                 runs.append(run)
+                lost = (
+                    ""
+                    if run.losses is None
+                    else ", xruns (capture/playback) {}/{}, underruns {}".format(*run.losses)
+                )
                 print(
                     f"bench: {client} run {k + 1}: {run.cpu_per_min:.2f} CPU s/min, "
                     f"{run.chunks_per_s:.1f} chunks/s, {run.threads} threads, "
-                    f"peak RSS {run.peak_mb:.0f} MB",
+                    f"peak RSS {run.peak_mb:.0f} MB{lost}",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -260,6 +287,11 @@ def main(argv: list[str] | None = None) -> int:
         theirs = statistics.median(getattr(r, key) for r in runs if r.client == "sdk")
         ratio = f"{ours / theirs:.2f}" if theirs else "-"
         print(f"| {label} | {pattern.format(ours)} | {pattern.format(theirs)} | {ratio} |")
+    print("\n| piagent run | CPU s/min | capture xruns | playback xruns | jitter underruns |")
+    print("|---|---|---|---|---|")
+    for k, run in enumerate((r for r in runs if r.losses is not None), 1):
+        assert run.losses is not None
+        print(f"| {k} | {run.cpu_per_min:.2f} | " + " | ".join(map(str, run.losses)) + " |")
     return 0
 
 
