@@ -179,7 +179,6 @@ def _figures(
         "cpu_per_minute": (user + system) / wall * 60,
         "system_per_minute": system / wall * 60,
         "wakeups_per_s": switches / wall,
-        "involuntary_per_s": (after.ru_nivcsw - before.ru_nivcsw) / wall,
         "ticks": ticks,
     }
 
