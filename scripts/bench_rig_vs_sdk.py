@@ -226,11 +226,8 @@ def run_piagent(sim: SimServer, window: float) -> Run:
     try:
         run = measure("piagent", pid, record, window)
         at_end = losses(json.loads(rig(f"piagent ctl --socket {SOCKET} status --json")))
-        run.losses = (
-            at_end[0] - at_press[0],
-            at_end[1] - at_press[1],
-            at_end[2] - at_press[2],
-        )
+        capture, playback, underruns = (b - a for a, b in zip(at_press, at_end, strict=True))
+        run.losses = capture, playback, underruns
         return run
     finally:
         rig(f"piagent ctl --socket {SOCKET} release; systemctl stop piagent")
@@ -289,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {label} | {pattern.format(ours)} | {pattern.format(theirs)} | {ratio} |")
     print("\n| piagent run | CPU s/min | capture xruns | playback xruns | jitter underruns |")
     print("|---|---|---|---|---|")
-    for k, run in enumerate((r for r in runs if r.losses is not None), 1):
-        assert run.losses is not None
-        print(f"| {k} | {run.cpu_per_min:.2f} | " + " | ".join(map(str, run.losses)) + " |")
+    counted = [(r.cpu_per_min, r.losses) for r in runs if r.losses is not None]
+    for k, (cpu, (capture, playback, underruns)) in enumerate(counted, 1):
+        print(f"| {k} | {cpu:.2f} | {capture} | {playback} | {underruns} |")
     return 0
 
 
